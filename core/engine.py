@@ -1,0 +1,192 @@
+"""`tradeguard.Engine`: the embedding API.
+
+::
+
+    with Engine.open("sqlite:///bot.db", master_key=passphrase) as engine:
+        engine.accounts.add("main", "paper")
+
+Threading contract: an Engine may be shared between threads. peewee keeps
+one connection per thread, and every public method activates the Engine's
+database for the calling thread, so threads never share a connection or a
+transaction. Several Engines (different databases) in one process are
+independent. asyncio bots call the Engine from a worker thread
+(``await asyncio.to_thread(engine.place_order, ...)``); see docs/embedding.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import peewee
+
+from tradeguard.config import Settings, load_settings
+from tradeguard.errors import SchemaOutdated, TradeguardError, ValidationError
+from tradeguard.plugin_manager import PluginManager
+from tradeguard.service import in_engine_db
+from tradeguard.storage import backend_of, connect, redact_url, register_open, sqlite_path, unregister_open, use_database
+from tradeguard.storage import migrations
+from tradeguard.storage.models import Setting
+
+log = logging.getLogger("tradeguard")
+
+PROFILES = ("development", "test", "production")
+
+
+class Engine:
+    """One tradeguard installation: a database, its plugins and its services."""
+
+    def __init__(self, settings: Settings, db: peewee.Database, plugins: PluginManager, master_key: Any = None):
+        self.settings = settings
+        self.db = db
+        self.plugins = plugins
+        self._master_key = master_key
+        self._closed = False
+        self._lock = threading.RLock()
+        self._adapters: dict[tuple[str, str], Any] = {}
+        register_open(db)
+        from tradeguard.accounts import Accounts
+
+        self.accounts = Accounts(self)
+
+    # -- opening and closing ---------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        url: str | None = None,
+        *,
+        master_key: Any = None,
+        plugins: Sequence[Any] = (),
+        home: str | os.PathLike[str] | None = None,
+        settings: Settings | None = None,
+        load_entrypoints: bool | None = None,
+        check_schema: bool = True,
+    ) -> "Engine":
+        """Open (and, if new, create) the installation at *url*.
+
+        :param url: database URL; default ``sqlite:///HOME/tradeguard.db``.
+        :param master_key: passphrase or key bytes that unlock the vault; None
+            leaves it locked (everything that needs no secret still works).
+        :param plugins: plugin objects or modules to register after the
+            built-in and installed ones.
+        :param home: the tradeguard home (default ``$TRADEGUARD_HOME`` or ``~/.tradeguard``).
+        :param check_schema: refuse an outdated schema (False only for ``db`` commands).
+        """
+        if settings is None:
+            settings = load_settings(cli={"home": str(home) if home else None, "database_url": url})
+        elif url is not None:
+            settings.values["database_url"] = type(settings.values["database_url"])(url, "cli")
+        if load_entrypoints is None:
+            load_entrypoints = not settings.disable_plugins
+        allow = [p.strip() for p in settings.plugins.split(",") if p.strip()] if settings.plugins else None
+        plugin_manager = PluginManager(load_entrypoints=load_entrypoints, allow=allow, extra=plugins)
+        database_url = settings.effective_database_url
+        if sqlite_path(database_url) is not None and not settings.database_url:
+            _ensure_home(settings.home_path)
+        db = connect(database_url)
+        engine = cls(settings, db, plugins=plugin_manager, master_key=master_key)
+        try:
+            if check_schema:
+                engine._check_schema()
+        except BaseException:
+            engine.close()
+            raise
+        return engine
+
+    def _check_schema(self) -> None:
+        with use_database(self.db):
+            version = migrations.current(self.db)
+            head = migrations.head()
+            if version == 0:
+                migrations.upgrade(self.db)
+                log.info("created a new tradeguard database at schema version %s", head)
+            elif version > head:
+                raise SchemaOutdated(
+                    f"the database is at schema version {version}, newer than this tradeguard knows ({head}): upgrade tradeguard"
+                )
+            elif version < head:
+                if self.profile == "development":
+                    log.warning("migrating the development database from version %s to %s", version, head)
+                    migrations.upgrade(self.db)
+                else:
+                    raise SchemaOutdated(
+                        f"the database is at schema version {version}, this tradeguard needs {head}: run `tradeguard db migrate`"
+                    )
+
+    def close(self) -> None:
+        """Close adapters and the database connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for adapter in list(self._adapters.values()):
+            try:
+                adapter.close()
+            except Exception:
+                log.exception("closing adapter %r failed", adapter)
+        self._adapters.clear()
+        unregister_open(self.db)
+        try:
+            self.db.close()
+        except peewee.OperationalError:
+            pass
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TradeguardError("this Engine is closed")
+
+    def __repr__(self) -> str:
+        return f"<Engine {redact_url(self.url)} {'closed' if self._closed else 'open'}>"
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self.settings.effective_database_url
+
+    @property
+    def backend(self) -> str:
+        """'sqlite', 'postgres' or 'mysql'."""
+        return backend_of(self.db)
+
+    @property
+    def profile(self) -> str:
+        """The installation's profile (development, test, production), stored in the database."""
+        return self.get_setting("profile", "development")
+
+    @in_engine_db
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        """An installation-wide value from the ``setting`` table."""
+        if not self.db.table_exists(Setting._meta.table_name):
+            return default
+        row = Setting.get_or_none(Setting.key == key)
+        return default if row is None else row.value
+
+    @in_engine_db
+    def set_setting(self, key: str, value: Any) -> None:
+        """Store an installation-wide value."""
+        from tradeguard.clock import utcnow
+
+        Setting.insert(key=key, value=value, updated_at=utcnow()).on_conflict(
+            conflict_target=[Setting.key], update={Setting.value: value, Setting.updated_at: utcnow()}
+        ).execute()
+
+    @in_engine_db
+    def set_profile(self, profile: str) -> None:
+        if profile not in PROFILES:
+            raise ValidationError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
+        self.set_setting("profile", profile)
+
+
+def _ensure_home(path: Path) -> None:
+    """Create the tradeguard home, private to its owner."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -38,6 +38,10 @@ with these differences, aimed at making it behave like a geth/anvil node:
 * Reverts in ``eth_call``/``eth_estimateGas`` are geth-style errors
   ``{"code": 3, "message": "execution reverted: <reason>", "data": "0x08c379a0..."}``
   so web3 raises ``ContractLogicError``.
+* ``eth_call``/``eth_estimateGas`` without fee fields use gas price 0 like geth, so an
+  account holding tokens but no ETH can call/estimate (eth-tester charges 1 gwei x gas
+  up front: "cannot afford txn gas"); ``eth_estimateGas`` accepts ``"pending"``.
+* ``net_version`` is the chain id (eth-tester answers ``"1"``, i.e. mainnet).
 * ``eth_feeHistory`` is spec-compliant (eth-tester's returns ``oldestBlock: 1`` and no
   rewards); ``eth_gasPrice`` is pending base fee + 1 gwei (eth-tester: constant 1 gwei);
   ``eth_maxPriorityFeePerGas`` stays the constant 1 gwei.
@@ -391,9 +395,11 @@ class ChainRPC:
             if _hex_to_bytes(params[0]) in self._by_hash:
                 return None
         if method == "eth_call":
-            return t.call(*params[:2])
+            return self._call(*params[:2])
         if method == "eth_estimateGas":
-            return t.estimate_gas(*params[:2])
+            return self._estimate_gas(*params[:2])
+        if method == "net_version":  # eth-tester says "1" (mainnet's id!)
+            return str(self.chain_id)
         if method == "eth_gasPrice":
             return self._pending_base_fee() + DEFAULT_PRIORITY_FEE
         if method == "eth_feeHistory":
@@ -431,6 +437,57 @@ class ChainRPC:
         while nonce in queued:
             nonce += 1
         return nonce
+
+    @staticmethod
+    def _has_fee_fields(txn: Mapping) -> bool:
+        return any(
+            txn.get(k) is not None
+            for k in ("gas_price", "max_fee_per_gas", "max_priority_fee_per_gas")
+        )
+
+    def _estimate_gas(self, txn: dict, block: Any = "latest") -> int:
+        if block == "pending":  # eth-tester raises NotImplementedError for "pending"
+            block = "latest"
+        if isinstance(txn, Mapping) and not self._has_fee_fields(txn):
+            # geth: no fee fields -> gas price 0, so the sender needs no ETH for gas
+            # (eth-tester would default to 1 gwei and fail for an empty account).
+            txn = dict(txn, max_fee_per_gas=0, max_priority_fee_per_gas=0)
+        return self.tester.estimate_gas(txn, block)
+
+    def _call(self, txn: dict, block: Any = "latest") -> Any:
+        if not isinstance(txn, Mapping) or self._has_fee_fields(txn):
+            return self.tester.call(txn, block)
+        # geth semantics for a call without fee fields: gas price 0 and BASEFEE 0, so
+        # an account without ETH can eth_call (eth-tester charges 1 gwei * block gas
+        # limit up front: "cannot afford txn gas").
+        from eth.vm.spoof import SpoofTransaction
+        from eth_tester.backends.pyevm.main import _get_vm_for_block_number
+
+        t, backend = self.tester, self.backend
+        txn = dict(txn, max_fee_per_gas=0, max_priority_fee_per_gas=0)
+        t.validator.validate_inbound_transaction(txn, txn_internal_type="call")
+        raw_txn = dict(t.normalizer.normalize_inbound_transaction(txn))
+        t.validator.validate_inbound_block_number(block)
+        raw_block = t.normalizer.normalize_inbound_block_number(block)
+        raw_txn.setdefault("gas", backend._max_available_gas())
+        unsigned = backend._get_normalized_and_unsigned_evm_transaction(raw_txn, raw_block)
+        spoofed = SpoofTransaction(unsigned, from_=raw_txn["from"])
+        vm = _get_vm_for_block_number(backend.chain, raw_block)
+        header = vm.get_header().copy(base_fee_per_gas=0)
+        state = vm.build_state(vm.chaindb.db, header, vm.chain_context, vm.previous_hashes)
+        snapshot = state.snapshot()
+        try:
+            computation = state.apply_transaction(spoofed)
+        finally:
+            state.revert(snapshot)
+        if computation.is_error:
+            from eth.exceptions import Revert
+
+            err = computation._error
+            if isinstance(err, Revert):
+                raise _revert_error(err)
+            raise _server_error(f"execution failed: {type(err).__name__}: {err}")
+        return bytes(computation.output)
 
     def _pending_tx_dict(self, entry: PoolEntry) -> dict:
         from eth_tester.backends.pyevm.serializers import serialize_transaction
@@ -978,8 +1035,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     if args.exit_on_stdin_eof:
         def watch_stdin() -> None:
+            # raw fd reads: a daemon thread blocked in sys.stdin.buffer.read() makes
+            # interpreter shutdown abort ("could not acquire lock for <stdin>").
+            fd = sys.stdin.fileno()
             with contextlib.suppress(Exception):
-                while sys.stdin.buffer.read(4096):
+                while os.read(fd, 4096):
                     pass
             stop.set()
         threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()

@@ -134,6 +134,7 @@ class Accounts(Service):
                 **values,
             )
             audit.append(actor, "account.add", f"account:{name}", {"account": account_dict(account)})
+        self.engine.plugins.fire("on_account_changed", action="add", account=account_dict(account))
         return account
 
     @in_engine_db
@@ -189,6 +190,7 @@ class Accounts(Service):
             account.save()
             new = {key: _jsonable(getattr(account, key)) for key in parsed}
             audit.append(actor, "account.set", f"account:{name}", {"old": old, "new": new})
+        self.engine.plugins.fire("on_account_changed", action="set", account=account_dict(account))
         return account
 
     @in_engine_db
@@ -213,6 +215,7 @@ class Accounts(Service):
                 account.delete_instance(recursive=True)
                 outcome = "deleted"
             audit.append(actor, "account.remove", f"account:{name}", {"outcome": outcome})
+        self.engine.plugins.fire("on_account_changed", action="remove", account={"name": name, "outcome": outcome})
         return outcome
 
 

@@ -147,6 +147,36 @@ class Engine:
     def __repr__(self) -> str:
         return f"<Engine {redact_url(self.url)} {'closed' if self._closed else 'open'}>"
 
+    # -- adapters ---------------------------------------------------------------------------
+
+    def exchange_for(self, account_name: str) -> Any:
+        """The exchange adapter of *account_name*: built on first use, cached, closed with the Engine."""
+        return self._adapter("exchange", account_name)
+
+    def wallet_for(self, account_name: str) -> Any:
+        """The wallet adapter of *account_name*: built on first use, cached, closed with the Engine."""
+        return self._adapter("wallet", account_name)
+
+    def drop_adapters(self, account_name: str) -> None:
+        """Close and forget the cached adapters of *account_name* (after its settings or secrets change)."""
+        with self._lock:
+            for key in [k for k in self._adapters if k[1] == account_name]:
+                adapter = self._adapters.pop(key)
+                try:
+                    adapter.close()
+                except Exception:
+                    log.exception("closing adapter %r failed", adapter)
+
+    def _adapter(self, kind: str, account_name: str) -> Any:
+        from tradeguard.adapters import build_adapter
+
+        self._check_open()
+        with self._lock:
+            adapter = self._adapters.get((kind, account_name))
+            if adapter is None:
+                adapter = self._adapters[(kind, account_name)] = build_adapter(self, kind, account_name)
+            return adapter
+
     # -- properties -------------------------------------------------------------------------
 
     @property

@@ -1,7 +1,7 @@
 """What a plugin implements: the adapter protocols for each kind of plugin.
 
 A plugin registers a *factory* under a name (see `hookspecs`). The core calls
-the factory when it needs an adapter and only ever talks to the adapter through
+the factory with an `tradeguard.adapters.AdapterConfig` when it needs an adapter and only ever talks to the adapter through
 these methods, so a third-party adapter is a drop-in.
 
 Optional capabilities (leverage, margin, native OCO, derivatives positions) are
@@ -125,6 +125,11 @@ class BackupTarget(Protocol):
     def list(self) -> Iterable[str]: ...
 
     def delete(self, name: str) -> None: ...
+
+
+def supports(adapter: Any, capability: str) -> bool:
+    """Whether *adapter* declares the optional *capability* (see ``CAP_*``)."""
+    return capability in getattr(adapter, "capabilities", frozenset())
 
 
 def require_capability(adapter: Any, capability: str) -> None:

@@ -83,7 +83,15 @@ class BaseModel(peewee.Model):
 
 
 class SqliteDatabase(peewee.SqliteDatabase):
-    """SQLite with WAL, a busy timeout, foreign keys, synchronous=FULL and the DECIMAL collation."""
+    """SQLite with WAL, a busy timeout, foreign keys, synchronous=FULL and the DECIMAL collation.
+
+    Transactions begin IMMEDIATE (the single writer lock up front): a
+    read-then-write transaction in one thread then waits for another thread's
+    writer instead of failing with "database is locked"."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("lock_type", "IMMEDIATE")
+        super().__init__(*args, **kwargs)
 
     def _add_conn_hooks(self, conn: Any) -> None:
         super()._add_conn_hooks(conn)
@@ -91,7 +99,21 @@ class SqliteDatabase(peewee.SqliteDatabase):
 
 
 class PostgresqlDatabase(ReconnectMixin, peewee.PostgresqlDatabase):
-    """PostgreSQL that reconnects once after a dropped connection (outside a transaction)."""
+    """PostgreSQL that reconnects once after a dropped connection (server restart,
+    ``pg_terminate_backend``, idle timeout): on a statement outside a transaction
+    and at a transaction's BEGIN, where nothing can be lost. Inside a transaction
+    the error propagates (the transaction is rolled back)."""
+
+    # ReconnectMixin's defaults are MySQL error codes; these are psycopg2's messages.
+    reconnect_errors = (
+        (peewee.OperationalError, "terminating connection"),
+        (peewee.OperationalError, "server closed the connection"),
+        (peewee.OperationalError, "connection already closed"),
+        (peewee.InterfaceError, "connection already closed"),
+    )
+
+    def begin(self, *args: Any, **kwargs: Any) -> None:
+        self._reconnect(super().begin, *args, **kwargs)
 
 
 class MySQLDatabase(ReconnectMixin, peewee.MySQLDatabase):

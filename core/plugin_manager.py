@@ -43,6 +43,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "tradeguard.plugins.paper",
     "tradeguard.plugins.standard_rules",
     "tradeguard.plugins.local_backup",
+    "tradeguard.plugins.binance",
+    "tradeguard.plugins.coinbase",
 )
 
 KINDS = ("exchanges", "wallets", "risk_rules", "backup_targets")

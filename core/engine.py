@@ -51,6 +51,14 @@ class Engine:
         from tradeguard.accounts import Accounts
 
         self.accounts = Accounts(self)
+        from tradeguard.audit import AuditTrail
+        from tradeguard.vault import Vault
+
+        self.audit = AuditTrail(self)
+        self.vault = Vault(self)
+        from tradeguard.reporting import Reports
+
+        self.reports = Reports(self)  # reports, exports, replay, order explanations
 
     # -- opening and closing ---------------------------------------------------------------
 
@@ -92,6 +100,9 @@ class Engine:
         try:
             if check_schema:
                 engine._check_schema()
+            if master_key is not None:
+                # a wrong key raises WrongMasterKey here, before any secret is touched
+                engine.vault.unlock(master_key) if check_schema else engine.vault.defer(master_key)
         except BaseException:
             engine.close()
             raise
@@ -99,6 +110,9 @@ class Engine:
 
     def _check_schema(self) -> None:
         with use_database(self.db):
+            from tradeguard.dbcopy import refuse_incomplete_copy
+
+            refuse_incomplete_copy(self.db)  # a `db copy` that did not finish
             version = migrations.current(self.db)
             head = migrations.head()
             if version == 0:
@@ -122,6 +136,7 @@ class Engine:
         if self._closed:
             return
         self._closed = True
+        self.vault.lock()
         for adapter in list(self._adapters.values()):
             try:
                 adapter.close()

@@ -1,0 +1,143 @@
+"""Operations commands: ``db copy``, ``db prune``, ``db grants`` and ``doctor``."""
+
+from __future__ import annotations
+
+import click
+
+from tradeguard.cli.output import CliState, emit_json, fail, json_option, pass_state, table
+from tradeguard.errors import EXIT_BAD_INPUT, EXIT_RUNTIME
+from tradeguard.storage import redact_url
+
+
+@click.command("copy")
+@click.option("--to", "target_url", metavar="URL", required=True, envvar="TRADEGUARD_COPY_TO",
+              help="Target database URL (or $TRADEGUARD_COPY_TO). Keep passwords out of argv: "
+                   "use ~/.pgpass or PGPASSWORD.")
+@click.option("--force", is_flag=True, help="Replace a target that already holds tradeguard data (asks first).")
+@click.option("--yes", is_flag=True, help="With --force: do not ask for confirmation.")
+@json_option
+@pass_state
+def db_copy(state: CliState, target_url: str, force: bool, yes: bool) -> None:
+    """Copy this installation (every table, vault keys, audit log) to another database."""
+    from tradeguard.dbcopy import copy_installation, inspect_target, same_database
+    from tradeguard.storage import connect
+
+    engine = state.engine()
+    if same_database(engine.url, target_url):
+        fail("the target is the source database: copy to another database", EXIT_BAD_INPUT)
+    target = connect(target_url)
+    try:
+        before = inspect_target(target, target_url)
+    finally:
+        target.close()
+    replace = False
+    if not before.empty and force and not before.foreign_tables:
+        rows = sum(before.rows.values())
+        if not yes and not click.confirm(
+            f"Replace the {rows} rows of tradeguard data in {before.url} with a copy of {redact_url(engine.url)}?",
+            default=False, err=True,
+        ):
+            fail("not confirmed; nothing changed", EXIT_BAD_INPUT)
+        replace = True
+
+    def progress(table_name: str, rows: int) -> None:
+        if not state.json:
+            click.echo(f"  {table_name}: {rows} rows", err=True)
+
+    result = copy_installation(engine.db, engine.url, target_url, replace=replace, progress=progress)
+    if state.json:
+        emit_json(result.as_dict())
+        return
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    head = result.audit_head
+    click.echo(
+        f"copied {sum(result.tables.values())} rows in {len(result.tables)} tables from {result.source} to "
+        f"{result.target} in {result.seconds:.1f}s"
+        + (f"; audit head #{head['seq']} {head['hash'][:12]}" if head else "")
+    )
+
+
+@click.command("prune")
+@click.option("--older-than", metavar="AGE", default=None,
+              help="Delete log rows older than AGE (e.g. 90d) in every prunable table; "
+                   "default: each table's retention setting.")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@json_option
+@pass_state
+def db_prune(state: CliState, older_than: str | None, dry_run: bool) -> None:
+    """Delete old sync logs and balance/position snapshots (never orders, trades or the audit log)."""
+    from tradeguard.retention import prune
+
+    engine = state.engine()
+    result = prune(engine, older_than=older_than, dry_run=dry_run)
+    if state.json:
+        emit_json(result.as_dict())
+        return
+    rows = [{"table": item.table, "retention": item.retention, "older_than": item.cutoff.isoformat(),
+             ("would_delete" if dry_run else "deleted"): item.rows} for item in result.items]
+    table(rows, ["table", "retention", "older_than", "would_delete" if dry_run else "deleted"])
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {result.total} rows; never pruned: {', '.join(result.never_pruned)}")
+
+
+@click.command("grants")
+@click.option("--role", required=True, metavar="NAME", help="The PostgreSQL role tradeguard runs as.")
+@click.option("--database", "database", metavar="NAME", default=None,
+              help="Database name (default: the configured PostgreSQL database).")
+@click.option("--schema", default="public", show_default=True, help="Schema holding tradeguard's tables.")
+@pass_state
+def db_grants(state: CliState, role: str, database: str | None, schema: str) -> None:
+    """Print the GRANTs a least-privilege PostgreSQL role needs (run them as the owner)."""
+    from tradeguard.pgadmin import grant_statements
+
+    if database is None:
+        database = _configured_pg_database(state)
+    for statement in grant_statements(role, database=database, schema=schema):
+        click.echo(statement)
+
+
+def _configured_pg_database(state: CliState) -> str:
+    from urllib.parse import unquote, urlparse
+
+    url = state.settings.database_url or ""
+    parsed = urlparse(url)
+    if parsed.scheme.split("+")[0] in ("postgres", "postgresql") and parsed.path.strip("/"):
+        return unquote(parsed.path.strip("/"))
+    fail("no PostgreSQL database configured: pass --database NAME (or --db URL)", EXIT_BAD_INPUT)
+    raise AssertionError  # unreachable
+
+
+@click.command("doctor")
+@click.option("--max-sync-age", metavar="AGE", default=None, help="Warn about accounts not synced for AGE (default: doctor_max_sync_age).")
+@click.option("--max-backup-age", metavar="AGE", default=None, help="Warn when the last backup is older (default: doctor_max_backup_age).")
+@click.option("--full-audit", is_flag=True, help="Verify the whole audit chain, not only what follows the last checkpoint.")
+@json_option
+@pass_state
+def doctor(state: CliState, max_sync_age: str | None, max_backup_age: str | None, full_audit: bool) -> None:
+    """Check the installation: one line per check with ok/warn/fail and the fix. Exit 1 on any fail."""
+    from tradeguard.doctor import run_checks
+
+    report = run_checks(state, max_sync_age=max_sync_age, max_backup_age=max_backup_age, full_audit=full_audit)
+    if state.json:
+        emit_json(report.as_dict())
+    else:
+        width = max(len(c.name) for c in report.checks)
+        for check in report.checks:
+            line = f"{check.status.upper():<4}  {check.name:<{width}}  {check.message}"
+            if check.fix and check.status != "ok":
+                line += f"  -> {check.fix}"
+            click.echo(line)
+        counts = report.counts()
+        click.echo(f"{counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failures")
+    if report.failed:
+        click.get_current_context().exit(EXIT_RUNTIME)
+
+
+def attach(cli: click.Group) -> None:
+    from tradeguard.cli.db import db
+
+    db.add_command(db_copy)
+    db.add_command(db_prune)
+    db.add_command(db_grants)
+    cli.add_command(doctor)

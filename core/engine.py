@@ -77,8 +77,11 @@ class Engine:
         """Open (and, if new, create) the installation at *url*.
 
         :param url: database URL; default ``sqlite:///HOME/tradeguard.db``.
-        :param master_key: passphrase or key bytes that unlock the vault; None
-            leaves it locked (everything that needs no secret still works).
+        :param master_key: what unlocks the vault: a passphrase (str), 32 raw key
+            bytes, ``"base64:<44 chars>"`` text or a key file path; the first key
+            given to a new installation becomes its master key. A wrong key raises
+            WrongMasterKey. None leaves it locked (everything that needs no secret
+            still works).
         :param plugins: plugin objects or modules to register after the
             built-in and installed ones.
         :param home: the tradeguard home (default ``$TRADEGUARD_HOME`` or ``~/.tradeguard``).

@@ -1,36 +1,140 @@
-"""The audit trail: append-only, hash-chained (minimal version; sealing and
-verification come with the vault/audit work)."""
+"""The chain itself: the canonical encoding of an entry, its hash, its seal,
+and `append`.
+
+Canonical encoding (docs/audit.md): the seven fields ``seq, ts, actor,
+action, subject, payload, prev_hash`` as UTF-8, each preceded by its length
+as a 4-byte big-endian integer. ``ts`` is stored as fixed-width text
+(``2026-01-02T03:04:05.000006Z``) and ``payload`` as the exact JSON text that
+was hashed, so rebuilding the bytes from the columns is cheap and identical on
+every backend. ``hash = sha256(encoding)`` (hex); ``seal = HMAC-SHA256(audit
+data key, "tradeguard/audit-seal/v1" NUL hash)`` (hex).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import struct
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import peewee
 
 from tradeguard.clock import isoformat, utcnow
+from tradeguard.storage import backend_of, database
 from tradeguard.storage.fields import dumps
 from tradeguard.storage.models import AuditLog
 
 GENESIS = "0" * 64
+SEAL_LABEL = b"tradeguard/audit-seal/v1\x00"
+CHECKPOINT_LABEL = b"tradeguard/audit-checkpoint/v1\x00"
+#: pg_advisory_xact_lock key guarding the audit head ("tgaudit" in ASCII).
+HEAD_LOCK_KEY = 0x7467617564697400 >> 8
+
+_pack = struct.Struct(">I").pack
+_MAX = {"actor": 100, "action": 64, "subject": 200}
 
 
 def entry_bytes(seq: int, ts: str, actor: str, action: str, subject: str, payload: str, prev_hash: str) -> bytes:
     """Canonical encoding of one entry: length-prefixed UTF-8 fields in fixed order."""
-    parts = [str(seq), ts, actor, action, subject, payload, prev_hash]
-    out = bytearray()
-    for part in parts:
-        data = part.encode("utf-8")
-        out += len(data).to_bytes(4, "big") + data
-    return bytes(out)
+    a = str(seq).encode()
+    b = ts.encode()
+    c = actor.encode()
+    d = action.encode()
+    e = subject.encode()
+    f = payload.encode()
+    g = prev_hash.encode()
+    return b"".join((_pack(len(a)), a, _pack(len(b)), b, _pack(len(c)), c, _pack(len(d)), d,
+                     _pack(len(e)), e, _pack(len(f)), f, _pack(len(g)), g))
+
+
+def entry_hash(seq: int, ts: str, actor: str, action: str, subject: str, payload: str, prev_hash: str) -> str:
+    """sha256 of the canonical encoding, hex."""
+    return hashlib.sha256(entry_bytes(seq, ts, actor, action, subject, payload, prev_hash)).hexdigest()
+
+
+def seal_of(key: bytes, entry_hash_hex: str) -> str:
+    """The HMAC seal of one entry (hex)."""
+    return hmac.digest(key, SEAL_LABEL + entry_hash_hex.encode("ascii"), "sha256").hex()
+
+
+def checkpoint_seal(key: bytes, seq: int, head_hash: str, reason: str) -> str:
+    """The HMAC of a checkpoint: the chain up to *seq* ends in *head_hash* (hex)."""
+    message = f"{seq}\x00{head_hash}\x00{reason}".encode("utf-8")
+    return hmac.digest(key, CHECKPOINT_LABEL + message, "sha256").hex()
+
+
+# -- sealing keys, per database -------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class Sealer:
+    """The active audit data key of one open database (set while its vault is unlocked)."""
+
+    key_id: str
+    key: bytes
+
+    def __repr__(self) -> str:
+        return f"<Sealer {self.key_id} (redacted)>"
+
+
+_sealers: "weakref.WeakKeyDictionary[peewee.Database, Sealer]" = weakref.WeakKeyDictionary()
+
+
+def set_sealer(db: peewee.Database, key_id: str, key: bytes) -> None:
+    """Seal entries appended to *db* from now on (the vault was unlocked)."""
+    _sealers[db] = Sealer(key_id, key)
+
+
+def clear_sealer(db: peewee.Database) -> None:
+    """Stop sealing entries appended to *db* (the vault was locked or the Engine closed)."""
+    _sealers.pop(db, None)
+
+
+def sealer_for(db: peewee.Database) -> Sealer | None:
+    return _sealers.get(db)
+
+
+# -- the head lock and append -----------------------------------------------------------------
+
+
+def lock_head(db: peewee.Database) -> tuple[int, str]:
+    """Take the audit head lock (inside a transaction) and return ``(seq, hash)`` of the head.
+
+    PostgreSQL: a transaction-scoped advisory lock; SQLite: the writer lock
+    that ``BEGIN IMMEDIATE`` already holds; MySQL: ``FOR UPDATE`` on the last
+    row. Call it last in a transaction, after any account locks.
+    """
+    backend = backend_of(db)
+    suffix = ""
+    if backend == "postgres":
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (HEAD_LOCK_KEY,))
+    elif backend == "mysql":
+        suffix = " FOR UPDATE"
+    row = db.execute_sql(f"SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1{suffix}").fetchone()
+    return (int(row[0]), row[1]) if row else (0, GENESIS)
+
+
+def _clean(text: str, field: str) -> str:
+    text = str(text).replace("\x00", "\ufffd")
+    return text[: _MAX[field]]
 
 
 def append(actor: str, action: str, subject: str, payload: dict[str, Any] | None = None) -> AuditLog:
-    """Append one entry; call inside the transaction of the change it records."""
-    last = AuditLog.select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).first()
-    seq = (last.seq + 1) if last else 1
-    prev = last.hash if last else GENESIS
-    ts = isoformat(utcnow())
+    """Append one entry; call inside the transaction of the change it records.
+
+    The entry is sealed if this database's vault is unlocked, chained only otherwise.
+    """
+    db = database.obj
+    actor, action, subject = _clean(actor, "actor"), _clean(action, "action"), _clean(subject, "subject")
     text = dumps(payload or {})
-    digest = hashlib.sha256(entry_bytes(seq, ts, actor, action, subject, text, prev)).hexdigest()
-    return AuditLog.create(seq=seq, ts=ts, actor=actor, action=action, subject=subject, payload=text, prev_hash=prev, hash=digest)
+    with db.atomic():
+        last_seq, prev = lock_head(db)
+        seq = last_seq + 1
+        ts = isoformat(utcnow())
+        digest = entry_hash(seq, ts, actor, action, subject, text, prev)
+        sealer = _sealers.get(db)
+        seal, key_id = (seal_of(sealer.key, digest), sealer.key_id) if sealer else (None, None)
+        return AuditLog.create(seq=seq, ts=ts, actor=actor, action=action, subject=subject, payload=text,
+                               prev_hash=prev, hash=digest, seal=seal, key_id=key_id)

@@ -36,6 +36,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("master_key", None, "master passphrase (or base64:KEY) — prefer a prompt or key file", secret=True),
     Option("master_key_file", None, "path of a 32-byte master key file"),
     Option("backup_target", None, "default backup target URL; default file://HOME/backups"),
+    # operations (docs/operations.md): `tradeguard doctor` thresholds and `tradeguard db prune` retention
+    Option("doctor_max_sync_age", "1h", "doctor: warn (fail for LIVE accounts) when an account's last good sync is older"),
+    Option("doctor_max_backup_age", "26h", "doctor: warn (fail on a production profile) when the last backup is older"),
+    Option("doctor_pending_submit_age", "5m", "doctor: fail on orders stuck in PENDING_SUBMIT for longer"),
+    Option("doctor_max_wal_mb", "256", "doctor: warn when the SQLite WAL file is larger (MB)"),
+    Option("retention_sync_log", "90d", "db prune: keep sync logs this long"),
+    Option("retention_balance_snapshot", "90d", "db prune: keep balance snapshots this long"),
+    Option("retention_position_snapshot", "90d", "db prune: keep position snapshots this long"),
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
 

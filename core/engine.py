@@ -59,6 +59,9 @@ class Engine:
         from tradeguard.reporting import Reports
 
         self.reports = Reports(self)  # reports, exports, replay, order explanations
+        from tradeguard.backup import Backups
+
+        self.backups = Backups(self)  # encrypted backups: create, list, verify, restore, prune
 
     # -- opening and closing ---------------------------------------------------------------
 

@@ -51,6 +51,9 @@ class Engine:
         from tradeguard.accounts import Accounts
 
         self.accounts = Accounts(self)
+        from tradeguard.reporting import Reports
+
+        self.reports = Reports(self)  # reports, exports, replay, order explanations
         from tradeguard.audit import AuditTrail
         from tradeguard.vault import Vault
 

@@ -51,9 +51,6 @@ class Engine:
         from tradeguard.accounts import Accounts
 
         self.accounts = Accounts(self)
-        from tradeguard.reporting import Reports
-
-        self.reports = Reports(self)  # reports, exports, replay, order explanations
         from tradeguard.audit import AuditTrail
         from tradeguard.vault import Vault
 
@@ -62,6 +59,9 @@ class Engine:
         from tradeguard.reporting import Reports
 
         self.reports = Reports(self)  # reports, exports, replay, order explanations
+        from tradeguard.sync import Sync
+
+        self.syncer = Sync(self)  # balances, positions and orders from the venues
         from tradeguard.backup import Backups
 
         self.backups = Backups(self)  # encrypted backups: create, list, verify, restore, prune
@@ -170,6 +170,17 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"<Engine {redact_url(self.url)} {'closed' if self._closed else 'open'}>"
+
+    # -- sync -------------------------------------------------------------------------------
+
+    def sync(self, account: str | None = None, *, source: str = "api", concurrency: int | None = None,
+             on_result: Any = None) -> list[Any]:
+        """Sync *account* (or every account, with None) with its venue; see `tradeguard.sync`.
+
+        Returns one `SyncResult` per account; a failed account is reported in
+        its result (``status == "failed"``) and never stops the others.
+        """
+        return self.syncer.run(account, source=source, concurrency=concurrency, on_result=on_result)
 
     # -- adapters ---------------------------------------------------------------------------
 

@@ -64,6 +64,8 @@ COMMON_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("market_type", str, default="spot", help="spot, or swap/future for derivatives accounts"),
     SettingSpec("timeout_ms", int, default=10000, help="HTTP timeout per request, milliseconds"),
     SettingSpec("rate_limit_retries", int, default=3, help="retries after the venue says 'too many requests'"),
+    SettingSpec("rate_limit", bool, default=True,
+                help="pace requests with ccxt's client-side rate limiter (turn off only for a local test server)"),
 )
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
@@ -166,7 +168,11 @@ class CcxtExchange:
         return getattr(ccxt_module(), self.ccxt_id)
 
     def _client_config(self) -> dict[str, Any]:
-        config = _merge({"enableRateLimit": True, "timeout": int(self.options.get("timeout_ms", 10000))}, dict(self.ccxt_config))
+        rate_limit = self.options.get("rate_limit", True)
+        if isinstance(rate_limit, str):
+            rate_limit = rate_limit.strip().lower() not in ("0", "false", "no", "off")
+        config = _merge({"enableRateLimit": bool(rate_limit), "timeout": int(self.options.get("timeout_ms", 10000))},
+                        dict(self.ccxt_config))
         if self.market_type != "spot":
             config = _merge(config, {"options": {"defaultType": self.market_type}})
         return config
@@ -267,6 +273,8 @@ class CcxtExchange:
     def _call(self, method: str, *args: Any, missing_ok: bool = False, **kwargs: Any) -> Any:
         """Call a ccxt method, translating errors and backing off on rate limits."""
         client = self.client
+        if method != "load_markets" and not client.markets:
+            self.load_markets()  # ccxt would load them itself, bypassing the shared cache
         attempt = 0
         while True:
             try:

@@ -229,7 +229,7 @@ def build_adapter(engine: Any, kind: str, account_name: str) -> Any:
     The factory registered for the account's venue receives an `AdapterConfig`
     whose secrets are that account's, limited to the secret settings the plugin
     declared, and decrypted only when the adapter first reads one (through
-    ``engine.vault.secrets_for(account, purpose=...)`` when the Engine has a vault).
+    ``engine.vault.secrets_for(account, purpose="adapter")``, which audits each decryption).
     """
     account = engine.accounts.get(account_name)
     stored = dict(account.settings or {})
@@ -254,14 +254,14 @@ def build_adapter(engine: Any, kind: str, account_name: str) -> Any:
         testnet=bool(account.testnet),
         api_base_url=account.api_base_url,
         settings=settings,
-        secrets=Secrets(account.name, _vault_provider(engine, account.name, f"{kind}:{registration.name}", secret_names)),
+        secrets=Secrets(account.name, _vault_provider(engine, account.name, secret_names)),
         network=network,
         address=address,
     )
     return registration.factory(config)
 
 
-def _vault_provider(engine: Any, account: str, purpose: str, names: frozenset[str]) -> SecretProvider | None:
+def _vault_provider(engine: Any, account: str, names: frozenset[str]) -> SecretProvider | None:
     secrets_for = getattr(getattr(engine, "vault", None), "secrets_for", None)
     if secrets_for is None:
         return None
@@ -269,7 +269,7 @@ def _vault_provider(engine: Any, account: str, purpose: str, names: frozenset[st
         return _constant({})
 
     def provider() -> Mapping[str, str]:
-        values = secrets_for(account, purpose=purpose)
+        values = secrets_for(account, purpose="adapter")
         # Only the fields this plugin declared: a wallet key never reaches an exchange adapter.
         return {name: value for name, value in values.items() if name in names}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,8 @@ from tradeguard.clock import isoformat, parse_iso
 from tradeguard.errors import ValidationError, VaultLocked
 from tradeguard.service import Service, in_engine_db
 from tradeguard.storage.models import AuditCheckpoint
+
+log = logging.getLogger("tradeguard.audit")
 
 COLUMNS = ("seq", "ts", "actor", "action", "subject", "payload", "prev_hash", "hash", "seal", "key_id")
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM audit_log"
@@ -187,11 +190,24 @@ class AuditTrail(Service):
 
     @in_engine_db
     def checkpoint_if_unsealed(self, reason: str) -> Checkpoint | None:
-        """Write a checkpoint only if the head is neither sealed nor already checkpointed."""
-        row = self.engine.db.execute_sql("SELECT seq, seal FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        """Seal the head if entries were appended while the vault was locked (at unlock).
+
+        The unsealed tail is verified first: a broken chain is never sealed
+        (a warning is logged instead, and `verify` reports the break).
+        """
+        db = self.engine.db
+        row = db.execute_sql("SELECT seq, seal FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
         if row is None or row[1] is not None:
             return None
-        if AuditCheckpoint.select().where(AuditCheckpoint.seq >= row[0]).exists():
+        head_seq = int(row[0])
+        last_cp = db.execute_sql("SELECT MAX(seq) FROM audit_checkpoint").fetchone()[0]
+        if last_cp is not None and int(last_cp) >= head_seq:
+            return None
+        sealed = db.execute_sql("SELECT seq FROM audit_log WHERE seal IS NOT NULL ORDER BY seq DESC LIMIT 1").fetchone()
+        start = max(int(sealed[0]) if sealed else 1, int(last_cp or 1), 1)
+        report = self.verify(from_seq=start, record=False)
+        if not report.ok:
+            log.warning("audit head not sealed at %s: %s", reason, report.message)
             return None
         return self.checkpoint(reason)
 

@@ -58,12 +58,13 @@ def _debug(ctx: click.Context) -> bool:
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="stderr log format.")
 @click.option("--no-plugins", is_flag=True, help="Load no third-party plugins.")
+@click.option("--master-key-file", metavar="PATH", help="32-byte master key file (default: setting master_key_file).")
 @click.pass_context
-def cli(ctx: click.Context, database_url, home, config_file, json_, debug, log_format, no_plugins) -> None:
+def cli(ctx: click.Context, database_url, home, config_file, json_, debug, log_format, no_plugins, master_key_file) -> None:
     """tradeguard: risk limits, durable orders, an encrypted vault and an audit trail for trading bots."""
     state = CliState(
         options={"database_url": database_url, "home": home, "log_format": log_format,
-                 "disable_plugins": True if no_plugins else None},
+                 "disable_plugins": True if no_plugins else None, "master_key_file": master_key_file},
         config_file=config_file,
         json=json_,
         debug=debug,

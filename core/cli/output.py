@@ -52,7 +52,10 @@ class CliState:
         """The Engine for this command (opened once, closed when the command ends)."""
         if self._engine is None:
             from tradeguard.engine import Engine
+            from tradeguard.vault.keys import master_key_from_settings
 
+            if master_key is None:  # TRADEGUARD_MASTER_KEY, --master-key-file / master_key_file; never argv
+                master_key = master_key_from_settings(self.settings)
             self._engine = Engine.open(settings=self.settings, check_schema=check_schema, master_key=master_key)
         return self._engine
 

@@ -286,3 +286,15 @@ def unwrap_backup_key(key_id: str, wrapped_key: bytes, kdf_params: Mapping[str, 
         return master.unwrap(key_id, "backup", wrapped)
     except crypto.DecryptionFailed:
         raise WrongMasterKey("the master key does not open this backup's data key") from None
+
+
+def master_key_from_settings(settings: Any) -> Any:
+    """The master key the settings name, or None: ``master_key`` (``TRADEGUARD_MASTER_KEY``:
+    a passphrase, or ``base64:<44 chars>``) wins over ``master_key_file``."""
+    value = getattr(settings, "master_key", None)
+    if value:
+        return str(value)
+    path = getattr(settings, "master_key_file", None)
+    if path:
+        return Path(os.path.expanduser(str(path)))
+    return None

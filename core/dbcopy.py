@@ -207,8 +207,9 @@ def snapshot(db: pw.Database) -> Iterator[None]:
             db.execute_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             yield
     else:
-        # SQLite in WAL mode: a read transaction sees the database as of its first read.
-        with db.atomic():
+        # SQLite in WAL mode: a (deferred, so writers are not blocked) read
+        # transaction sees the database as of its first read.
+        with db.atomic(lock_type="DEFERRED"):
             yield
 
 

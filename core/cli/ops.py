@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from tradeguard.cli.output import CliState, emit_json, fail, json_option, pass_state, table
@@ -22,7 +24,7 @@ def db_copy(state: CliState, target_url: str, force: bool, yes: bool) -> None:
     from tradeguard.dbcopy import copy_installation, inspect_target, same_database
     from tradeguard.storage import connect
 
-    engine = state.engine()
+    engine = _open_without_key(state, check_schema=True)  # no master key: the copy only reads rows
     if same_database(engine.url, target_url):
         fail("the target is the source database: copy to another database", EXIT_BAD_INPUT)
     target = connect(target_url)
@@ -117,8 +119,11 @@ def _configured_pg_database(state: CliState) -> str:
 def doctor(state: CliState, max_sync_age: str | None, max_backup_age: str | None, full_audit: bool) -> None:
     """Check the installation: one line per check with ok/warn/fail and the fix. Exit 1 on any fail."""
     from tradeguard.doctor import run_checks
+    from tradeguard.vault.keys import master_key_from_settings
 
-    report = run_checks(state, max_sync_age=max_sync_age, max_backup_age=max_backup_age, full_audit=full_audit)
+    report = run_checks(state.settings, lambda: _open_without_key(state, check_schema=False),
+                        master_key=master_key_from_settings(state.settings),
+                        max_sync_age=max_sync_age, max_backup_age=max_backup_age, full_audit=full_audit)
     if state.json:
         emit_json(report.as_dict())
     else:
@@ -132,6 +137,15 @@ def doctor(state: CliState, max_sync_age: str | None, max_backup_age: str | None
         click.echo(f"{counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failures")
     if report.failed:
         click.get_current_context().exit(EXIT_RUNTIME)
+
+
+def _open_without_key(state: CliState, *, check_schema: bool) -> Any:
+    """The command's Engine, opened without the master key (closed with the command)."""
+    from tradeguard.engine import Engine
+
+    if state._engine is None:
+        state._engine = Engine.open(settings=state.settings, check_schema=check_schema, master_key=None)
+    return state._engine
 
 
 def attach(cli: click.Group) -> None:

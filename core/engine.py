@@ -134,6 +134,9 @@ class Engine:
             elif version < head:
                 if self.profile == "development":
                     log.warning("migrating the development database from version %s to %s", version, head)
+                    from tradeguard.backup.premigration import backup_before_migration
+
+                    backup_before_migration(self)  # says where (log warning); refuses to migrate if it cannot
                     migrations.upgrade(self.db)
                 else:
                     raise SchemaOutdated(

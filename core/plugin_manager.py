@@ -43,6 +43,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "tradeguard.plugins.paper",
     "tradeguard.plugins.standard_rules",
     "tradeguard.plugins.local_backup",
+    "tradeguard.plugins.s3_backup",
     "tradeguard.plugins.binance",
     "tradeguard.plugins.coinbase",
 )

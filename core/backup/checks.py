@@ -21,8 +21,13 @@ def open_engine(url: str, home: Path, master_key: Any) -> Any:
     from tradeguard.config import load_settings
     from tradeguard.engine import Engine
 
+    import inspect
+
     settings = load_settings(cli={"home": str(home), "database_url": url, "disable_plugins": True}, env={})
-    return Engine.open(settings=settings, master_key=master_key, check_schema=False, load_entrypoints=False)
+    options: dict[str, Any] = {"check_schema": False, "load_entrypoints": False}
+    if "reconcile" in inspect.signature(Engine.open).parameters:
+        options["reconcile"] = False  # a restored copy must never talk to a venue
+    return Engine.open(settings=settings, master_key=master_key, **options)
 
 
 def verify_audit(engine: Any, manifest: Manifest, master_key: Any) -> dict[str, Any]:

@@ -21,12 +21,17 @@ def db() -> None:
 def migrate(state: CliState, target: int | None) -> None:
     """Apply pending migrations."""
     engine = state.engine(check_schema=False)
+    from tradeguard.backup.premigration import backup_before_migration
+
+    saved = backup_before_migration(engine, target)  # an existing database is backed up first
+    if saved and not state.json:
+        click.echo(f"backed up before migrating ({saved['kind']}): {saved['where']}")
     with use_database(engine.db):
         before = migrations.current(engine.db)
         applied = migrations.upgrade(engine.db, target)
         after = migrations.current(engine.db)
     if state.json:
-        emit_json({"from": before, "to": after, "applied": [m.version for m in applied]})
+        emit_json({"from": before, "to": after, "applied": [m.version for m in applied], "backup": saved})
     elif applied:
         for m in applied:
             click.echo(f"applied {m.version:04d} {m.name}")

@@ -51,6 +51,13 @@ class Engine:
         from tradeguard.accounts import Accounts
 
         self.accounts = Accounts(self)
+        from tradeguard.orders import Orders
+        from tradeguard.risk import Risk
+        from tradeguard.trading_state import Trading
+
+        self.risk = Risk(self)
+        self.trading = Trading(self)
+        self.orders = Orders(self)
         from tradeguard.audit import AuditTrail
         from tradeguard.vault import Vault
 
@@ -79,6 +86,7 @@ class Engine:
         settings: Settings | None = None,
         load_entrypoints: bool | None = None,
         check_schema: bool = True,
+        reconcile: bool = True,
     ) -> "Engine":
         """Open (and, if new, create) the installation at *url*.
 
@@ -92,6 +100,7 @@ class Engine:
             built-in and installed ones.
         :param home: the tradeguard home (default ``$TRADEGUARD_HOME`` or ``~/.tradeguard``).
         :param check_schema: refuse an outdated schema (False only for ``db`` commands).
+        :param reconcile: reconcile accounts that have open orders (see `reconcile_open_orders`).
         """
         if settings is None:
             settings = load_settings(cli={"home": str(home) if home else None, "database_url": url})
@@ -155,6 +164,7 @@ class Engine:
             except Exception:
                 log.exception("closing adapter %r failed", adapter)
         self._adapters.clear()
+        self.orders.venues.close()
         unregister_open(self.db)
         try:
             self.db.close()
@@ -253,6 +263,58 @@ class Engine:
         if profile not in PROFILES:
             raise ValidationError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
         self.set_setting("profile", profile)
+
+
+    # -- the order path (thin wrappers; see tradeguard.orders / risk / trading_state) ------
+
+    def place_order(self, account: str, symbol: str, side: Any, quantity: Any, **options: Any) -> Any:
+        """Check, record and send an order (`tradeguard.orders.Orders.place`); returns the Order row.
+
+        Options: ``type``, ``price``, ``stop_loss``, ``take_profit``, ``leverage``,
+        ``reduce_only``, ``client_order_id``, ``actor``, ``reason``, ``run``, ``max_retries``.
+        Raises RiskRejected / EmergencyStopActive / ConfirmationRequired when not sent.
+        """
+        return self.orders.place(account, symbol, side, quantity, **options)
+
+    def cancel_order(self, order_id: Any, *, actor: str = "api", reason: str | None = None) -> Any:
+        """Cancel an order and its protective children."""
+        return self.orders.cancel(order_id, actor=actor, reason=reason)
+
+    def confirm_order(self, order_id: Any, *, by: str) -> Any:
+        """Confirm and send an order waiting for confirmation."""
+        return self.orders.confirm(order_id, by=by)
+
+    def reconcile(self, account: str) -> dict[str, Any]:
+        """Bring *account*'s open orders up to date with its venue."""
+        return self.orders.reconcile(account)
+
+    def reconcile_open_orders(self) -> dict[str, Any]:
+        """Reconcile every account that has orders the venue may still act on (cheap when there are none).
+
+        A venue that cannot be reached is logged, never raised: opening must work while a venue is down.
+        """
+        results: dict[str, Any] = {}
+        from tradeguard.storage.models import Account as _Account
+
+        for account_id in self.orders.accounts_to_reconcile():
+            with use_database(self.db):
+                name = _Account.get_by_id(account_id).name
+            try:
+                results[name] = self.orders.reconcile(name)
+            except Exception as exc:  # never stop an Engine from opening
+                log.warning("reconciliation of account %s failed: %s", name, exc)
+                results[name] = {"error": str(exc)}
+        return results
+
+    def emergency_stop(self, account: str | None = None, *, reason: str, source: str = "api",
+                       cancel_orders: bool = True, liquidate: bool = False) -> dict[str, Any]:
+        """HALT an account (None: every account) first, then cancel orders and optionally liquidate."""
+        return self.trading.emergency_stop(account, reason=reason, source=source, cancel_orders=cancel_orders,
+                                           liquidate=liquidate)
+
+    def resume(self, account: str | None = None, *, by: str, notes: str = "") -> dict[str, Any]:
+        """Clear a stop or REDUCING state (attributed to *by*)."""
+        return self.trading.resume(account, by=by, notes=notes)
 
 
 def _ensure_home(path: Path) -> None:

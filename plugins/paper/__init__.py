@@ -1,4 +1,4 @@
-"""The paper exchange: a simulated venue, the embedded default."""
+"""The paper exchange: a simulated venue, the embedded default (see `exchange`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from tradeguard.hookspecs import hookimpl
 
 @hookimpl
 def register_exchanges(register):
-    from tradeguard.plugins.paper.exchange import PaperExchange, SETTINGS
+    """Register the ``paper`` venue (``paper=True``: orders never leave the process)."""
+    from tradeguard.plugins.paper.exchange import SETTINGS, PaperExchange
 
     register("paper", PaperExchange, settings=SETTINGS, paper=True)

@@ -1,18 +1,448 @@
-"""Paper exchange adapter (to be completed by the order-path work)."""
+"""The paper exchange: a simulated venue implementing the full exchange protocol.
+
+- balances per asset (free/used), funded from the ``starting_balance``
+  setting or by the core from the account's initial capital;
+- market orders fill at the current price plus ``slippage`` (taker fee);
+- limit orders rest until the price crosses them and fill at their price
+  (maker fee; taker if they cross on arrival);
+- large orders fill in parts: at most ``liquidity`` (quote value) per
+  matching pass; the rest fills on later passes (every call to the venue
+  runs a pass);
+- buys need the quote cash (price × quantity + fee), sells the base asset:
+  otherwise `VenueRejected` with code ``insufficient_funds``;
+- stop orders (a market request with ``stop_loss`` set, as tradeguard sends
+  protective stop-loss orders) trigger when the price crosses the stop;
+- prices come from a pluggable feed (`feeds`), advanced one step on each
+  ``fetch_ticker``; `set_price` fixes a price (tests, demos);
+- the whole book lives in the ``plugin_state`` table, so a restarted bot
+  sees its open paper orders.
+
+For tests: `fail_next` makes the next calls fail like a network error
+(before or after the venue accepted the order) or a rejection; ``sent``
+lists the client order ids that reached `create_order`.
+"""
 
 from __future__ import annotations
 
-from tradeguard.types import SettingSpec
+import decimal
+import secrets
+from decimal import Decimal
+from typing import Any, Mapping, Sequence
+
+from tradeguard.clock import isoformat, parse_iso, utcnow
+from tradeguard.errors import VenueRejected, VenueUnavailable
+from tradeguard.money import plain, positive
+from tradeguard.plugins.paper.feeds import make_feed
+from tradeguard.plugins.paper.state import BookStore
+from tradeguard.types import (
+    Balance,
+    Fill,
+    Market,
+    MarketKind,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    SettingSpec,
+    Side,
+    Ticker,
+    VenueOrder,
+    VenuePosition,
+)
+
+CAP_STOP_ORDERS = "stop_orders"
 
 SETTINGS = (
-    SettingSpec("starting_balance", str, default="10000", help="quote currency the paper account starts with"),
+    SettingSpec("starting_balance", str, default="10000", help="quote currency a new paper book starts with"),
+    SettingSpec("price_feed", str, default="random_walk", help="random_walk, fixed:PRICE or csv:PATH"),
+    SettingSpec("seed", int, default=42, help="seed of the random-walk feed"),
+    SettingSpec("volatility_bp", int, default=20, help="largest random-walk step, basis points"),
+    SettingSpec("slippage", str, default="0.0005", help="market orders fill this fraction worse than the price"),
+    SettingSpec("maker_fee", str, default="0.001", help="fee rate of resting limit orders"),
+    SettingSpec("taker_fee", str, default="0.001", help="fee rate of market orders and crossing limits"),
+    SettingSpec("liquidity", str, default="100000", help="quote value that can fill per matching pass"),
+    SettingSpec("symbols", str, default="BTC/USDT,ETH/USDT,SOL/USDT,BNB/USDT", help="markets offered"),
 )
+
+CTX = decimal.Context(prec=60)
+STEPS = {"BTC": ("0.00001", "0.01"), "ETH": ("0.0001", "0.01"), "SOL": ("0.001", "0.001"), "BNB": ("0.001", "0.01")}
+
+
+def _d(value: Any) -> Decimal:
+    return Decimal(str(value))
 
 
 class PaperExchange:
+    """A simulated venue for one account (see the module docs)."""
+
     name = "paper"
     testnet = True
-    capabilities = frozenset()
+    simulated = True
+    capabilities = frozenset({CAP_STOP_ORDERS})
 
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, config: Any, *, feed: Any = None, markets_from: Any = None):
+        settings: Mapping[str, Any] = dict(getattr(config, "settings", None) or {})
+        defaults = {s.name: s.default for s in SETTINGS}
+        get = lambda key: settings.get(key, defaults.get(key))  # noqa: E731
+        self.account = getattr(config, "account", "paper")
+        self.starting_balance = positive(str(get("starting_balance")), "starting_balance")
+        self.slippage = _d(get("slippage"))
+        self.maker_fee = _d(get("maker_fee"))
+        self.taker_fee = _d(get("taker_fee"))
+        self.liquidity = positive(str(get("liquidity")), "liquidity")
+        self.symbols = [s.strip() for s in str(get("symbols")).split(",") if s.strip()]
+        self.feed = feed or make_feed(str(get("price_feed")), seed=int(get("seed")), volatility_bp=int(get("volatility_bp")))
+        self._markets_from = markets_from
+        self._markets: dict[str, Market] | None = None
+        self.store = BookStore(settings.get("state_key") or f"account:{self.account}", self._new_book)
+        self._failures: list[str] = []
+        self.sent: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"<PaperExchange {self.account}>"
+
+    # -- book ------------------------------------------------------------------------------
+
+    def _new_book(self, balances: Mapping[str, Decimal] | None = None) -> dict[str, Any]:
+        quote = "USDT"
+        funded = balances or {quote: self.starting_balance}
+        return {"nonce": secrets.token_hex(4), "next_order": 1, "next_trade": 1,
+                "balances": {asset: {"free": plain(amount), "used": "0"} for asset, amount in funded.items()},
+                "orders": {}, "trades": [], "feed": {}, "prices": {}}
+
+    def initialize(self, balances: Mapping[str, Decimal]) -> bool:
+        """Fund a new book with *balances* (nothing happens if the book exists). Returns True if created."""
+        if self.store.peek() is not None:
+            return False
+        initial = self.store.initial
+        self.store.initial = lambda: self._new_book(dict(balances))
+        try:
+            with self.store.book():
+                pass
+        finally:
+            self.store.initial = initial
+        return True
+
+    _STAGES = {"unavailable": "create", "rejected": "create", "after_send": "after_send",
+               "lookup_unavailable": "lookup", "cancel_unavailable": "cancel"}
+
+    def _fail(self, stage: str) -> None:
+        if not self._failures:
+            return
+        kind = self._failures[0]
+        if kind == "down":
+            raise VenueUnavailable("simulated outage: the venue is down")
+        if self._STAGES.get(kind) == stage:
+            self._failures.pop(0)
+            if kind == "rejected":
+                raise VenueRejected("simulated rejection", code="simulated")
+            raise VenueUnavailable("simulated network timeout")
+
+    def fail_next(self, *kinds: str) -> None:
+        """Test helper: make the next calls fail, in order. Kinds: ``unavailable`` (create_order
+        times out before the venue acts), ``after_send`` (create_order accepted the order, then the
+        answer was lost), ``rejected`` (create_order refused), ``lookup_unavailable``
+        (fetch_order_by_client_id times out), ``cancel_unavailable``, ``down`` (every call fails
+        until `recover`)."""
+        self._failures.extend(kinds)
+
+    def recover(self) -> None:
+        """Test helper: end simulated failures."""
+        self._failures.clear()
+
+    # -- prices and matching ---------------------------------------------------------------
+
+    def _price(self, book: dict[str, Any], symbol: str) -> Decimal:
+        if symbol in book["prices"]:
+            return _d(book["prices"][symbol])
+        return self.feed.price(symbol, book["feed"])
+
+    def set_price(self, symbol: str, price: Any) -> None:
+        """Fix *symbol*'s price (persisted) and match resting orders against it."""
+        value = positive(price, "price")
+        with self.store.book() as book:
+            book["prices"][symbol] = plain(value)
+            self._match(book)
+
+    def advance(self, steps: int = 1, symbol: str | None = None) -> None:
+        """Move the feed *steps* steps (every symbol, or one) and match."""
+        with self.store.book() as book:
+            for _ in range(steps):
+                for sym in ([symbol] if symbol else self.symbols):
+                    if sym not in book["prices"]:
+                        self.feed.advance(sym, book["feed"])
+                self._match(book)
+
+    def tick(self) -> None:
+        """Run one matching pass."""
+        with self.store.book() as book:
+            self._match(book)
+
+    def _balance(self, book: dict[str, Any], asset: str) -> dict[str, str]:
+        return book["balances"].setdefault(asset, {"free": "0", "used": "0"})
+
+    def _adjust(self, book: dict[str, Any], asset: str, free: Decimal = Decimal(0), used: Decimal = Decimal(0)) -> None:
+        entry = self._balance(book, asset)
+        entry["free"] = plain(_d(entry["free"]) + free)
+        entry["used"] = plain(_d(entry["used"]) + used)
+
+    def _match(self, book: dict[str, Any]) -> None:
+        with decimal.localcontext(CTX):
+            for order in sorted(book["orders"].values(), key=lambda o: o["seq"]):
+                if order["status"] not in ("OPEN", "PARTIALLY_FILLED"):
+                    continue
+                price = self._price(book, order["symbol"])
+                buy = order["side"] == "buy"
+                if order.get("stop") and not order.get("triggered"):
+                    stop = _d(order["stop"])
+                    if (buy and price >= stop) or (not buy and price <= stop):
+                        order["triggered"] = True
+                    else:
+                        continue
+                if order["type"] == "market":
+                    fill_price = price * (1 + self.slippage) if buy else price * (1 - self.slippage)
+                    self._fill(book, order, fill_price, taker=True)
+                else:
+                    limit = _d(order["price"])
+                    if (buy and price <= limit) or (not buy and price >= limit):
+                        self._fill(book, order, limit, taker=order.get("crossing", False))
+                order["crossing"] = False
+
+    def _fill(self, book: dict[str, Any], order: dict[str, Any], price: Decimal, *, taker: bool) -> None:
+        base, quote = order["symbol"].split("/")
+        remaining = _d(order["quantity"]) - _d(order["filled"])
+        step = _d(order.get("step", "0.00000001"))
+        most = (self.liquidity / price // step) * step
+        qty = min(remaining, most) if most > 0 else remaining
+        if order["reduce_only"] and order["side"] == "sell":
+            qty = min(qty, _d(self._balance(book, base)["free"]))
+            if qty <= 0:
+                self._close(book, order, "CANCELED", "reduce-only: nothing left to reduce")
+                return
+        rate = self.taker_fee if taker else self.maker_fee
+        notional = qty * price
+        fee = notional * rate
+        if order["side"] == "buy":
+            lock_per_unit = _d(order["lock"]) / remaining if remaining else Decimal(0)
+            release = lock_per_unit * qty
+            if _d(self._balance(book, quote)["free"]) + release < notional + fee:
+                self._close(book, order, "CANCELED", "insufficient balance for the rest of the order")
+                return
+            self._adjust(book, quote, free=release - notional - fee, used=-release)
+            order["lock"] = plain(_d(order["lock"]) - release)
+            self._adjust(book, base, free=qty)
+        else:
+            if order["reduce_only"]:
+                self._adjust(book, base, free=-qty)
+            else:
+                self._adjust(book, base, used=-qty)
+            self._adjust(book, quote, free=notional - fee)
+        trade_id = f"P{book['nonce']}-{book['next_trade']}"
+        book["next_trade"] += 1
+        trade = {"trade_id": trade_id, "order_id": order["id"], "client_order_id": order["client_order_id"],
+                 "symbol": order["symbol"], "side": order["side"], "price": plain(price), "quantity": plain(qty),
+                 "fee": plain(fee), "fee_currency": quote, "fee_rate": plain(rate), "taker": taker,
+                 "timestamp": isoformat(utcnow())}
+        order["fills"].append(trade)
+        book["trades"].append(trade)
+        del book["trades"][:-2000]
+        order["filled"] = plain(_d(order["filled"]) + qty)
+        order["cost"] = plain(_d(order["cost"]) + notional)
+        order["fee"] = plain(_d(order["fee"]) + fee)
+        order["status"] = "FILLED" if _d(order["filled"]) >= _d(order["quantity"]) else "PARTIALLY_FILLED"
+        if order["status"] == "FILLED" and order["side"] == "buy" and _d(order["lock"]) > 0:
+            self._adjust(book, quote, free=_d(order["lock"]), used=-_d(order["lock"]))
+            order["lock"] = "0"
+
+    def _close(self, book: dict[str, Any], order: dict[str, Any], status: str, note: str = "") -> None:
+        base, quote = order["symbol"].split("/")
+        if order["side"] == "buy":
+            self._adjust(book, quote, free=_d(order["lock"]), used=-_d(order["lock"]))
+            order["lock"] = "0"
+        elif not order["reduce_only"]:
+            rest = _d(order["quantity"]) - _d(order["filled"])
+            self._adjust(book, base, free=rest, used=-rest)
+        order["status"] = status
+        order["note"] = note
+
+    # -- protocol --------------------------------------------------------------------------
+
+    def load_markets(self, reload: bool = False) -> Mapping[str, Market]:
+        if self._markets is None or reload:
+            if self._markets_from is not None:
+                self._markets = dict(self._markets_from.load_markets(reload))
+            else:
+                markets = {}
+                for symbol in self.symbols:
+                    base, quote = symbol.split("/")
+                    amount, tick = STEPS.get(base, ("0.0001", "0.01"))
+                    markets[symbol] = Market(symbol, base, quote, MarketKind.SPOT, amount_step=_d(amount),
+                                             price_step=_d(tick), min_amount=_d(amount), min_notional=Decimal("1"))
+                self._markets = markets
+        return self._markets
+
+    def fetch_ticker(self, symbol: str) -> Ticker:
+        self._fail("before")
+        self._known(symbol)
+        with self.store.book() as book:
+            if symbol not in book["prices"]:
+                self.feed.advance(symbol, book["feed"])
+            self._match(book)
+            last = self._price(book, symbol)
+        step = self.load_markets()[symbol].price_step or Decimal("0.01")
+        return Ticker(symbol, bid=last - step, ask=last + step, last=last, timestamp=utcnow())
+
+    def fetch_balance(self) -> Sequence[Balance]:
+        self._fail("before")
+        with self.store.book() as book:
+            self._match(book)
+            balances = dict(book["balances"])
+        return [Balance(asset, _d(v["free"]), _d(v["used"]), _d(v["free"]) + _d(v["used"]))
+                for asset, v in sorted(balances.items())]
+
+    def fetch_positions(self) -> Sequence[VenuePosition]:
+        return []
+
+    def _known(self, symbol: str) -> None:
+        if symbol not in self.load_markets():
+            raise VenueRejected(f"unknown symbol {symbol}", code="invalid_symbol")
+
+    def create_order(self, request: OrderRequest, client_order_id: str) -> VenueOrder:
+        self._fail("create")
+        self._known(request.symbol)
+        if request.leverage != 1 or request.market is not MarketKind.SPOT:
+            raise VenueRejected("the paper venue is spot only (leverage 1)", code="unsupported")
+        market = self.load_markets()[request.symbol]
+        with decimal.localcontext(CTX), self.store.book() as book:
+            if any(o["client_order_id"] == client_order_id for o in book["orders"].values()):
+                raise VenueRejected(f"duplicate client order id {client_order_id}", code="duplicate_client_order_id")
+            price = self._price(book, request.symbol)
+            base, quote = request.symbol.split("/")
+            buy = request.side is Side.BUY
+            stop = request.stop_loss if request.type is OrderType.MARKET and request.stop_loss is not None else None
+            lock = Decimal(0)
+            if buy:
+                ref = request.price if request.type is OrderType.LIMIT else max(price, stop or price) * (1 + self.slippage) * Decimal("1.02")
+                lock = request.quantity * ref * (1 + max(self.taker_fee, self.maker_fee))
+                free = _d(self._balance(book, quote)["free"])
+                if free < lock:
+                    raise VenueRejected(f"insufficient balance: {plain(free)} {quote} free, "
+                                        f"{plain(lock.quantize(Decimal('0.01')))} needed", code="insufficient_funds")
+                self._adjust(book, quote, free=-lock, used=lock)
+            elif not request.reduce_only:
+                free = _d(self._balance(book, base)["free"])
+                if free < request.quantity:
+                    raise VenueRejected(f"insufficient balance: {plain(free)} {base} free, "
+                                        f"{plain(request.quantity)} needed", code="insufficient_funds")
+                self._adjust(book, base, free=-request.quantity, used=request.quantity)
+            seq = book["next_order"]
+            book["next_order"] += 1
+            order_id = f"{book['nonce']}-{seq}"
+            crossing = request.type is OrderType.LIMIT and ((buy and price <= request.price) or (not buy and price >= request.price))
+            order = {"id": order_id, "seq": seq, "client_order_id": client_order_id, "symbol": request.symbol,
+                     "side": request.side.value, "type": request.type.value,
+                     "price": plain(request.price) if request.price is not None else None,
+                     "stop": plain(stop) if stop is not None else None, "quantity": plain(request.quantity),
+                     "filled": "0", "cost": "0", "fee": "0", "lock": plain(lock), "status": "OPEN",
+                     "reduce_only": request.reduce_only, "crossing": crossing, "fills": [],
+                     "step": plain(market.amount_step or Decimal("0.00000001")), "created": isoformat(utcnow())}
+            book["orders"][order_id] = order
+            self.sent.append(client_order_id)
+            self._match(book)
+            self._prune(book)
+            result = self._venue_order(order)
+        self._fail("after_send")
+        return result
+
+    def _prune(self, book: dict[str, Any]) -> None:
+        closed = [o for o in book["orders"].values() if o["status"] not in ("OPEN", "PARTIALLY_FILLED")]
+        for order in sorted(closed, key=lambda o: o["seq"])[:-1000]:
+            del book["orders"][order["id"]]
+
+    def _venue_order(self, order: dict[str, Any]) -> VenueOrder:
+        filled = _d(order["filled"])
+        fills = tuple(
+            Fill(trade_id=t["trade_id"], symbol=t["symbol"], side=Side(t["side"]), price=_d(t["price"]),
+                 quantity=_d(t["quantity"]), timestamp=parse_iso(t["timestamp"]), exchange_order_id=order["id"],
+                 client_order_id=order["client_order_id"], fee=_d(t["fee"]), fee_currency=t["fee_currency"],
+                 fee_rate=_d(t["fee_rate"]), taker=t["taker"])
+            for t in order["fills"])
+        with decimal.localcontext(CTX):
+            average = (_d(order["cost"]) / filled) if filled else None
+        return VenueOrder(
+            client_order_id=order["client_order_id"], exchange_order_id=order["id"], symbol=order["symbol"],
+            side=Side(order["side"]), type=OrderType(order["type"]), quantity=_d(order["quantity"]),
+            status=OrderStatus(order["status"]), price=_d(order["price"]) if order["price"] else None, filled=filled,
+            average_price=average, fee=_d(order["fee"]), fee_currency=order["symbol"].split("/")[1],
+            exchange_status=order.get("note") or order["status"].lower(), fills=fills,
+            timestamp=parse_iso(order["created"]))
+
+    def cancel_order(self, symbol: str, exchange_order_id: str | None, client_order_id: str | None) -> VenueOrder:
+        self._fail("cancel")
+        with self.store.book() as book:
+            self._match(book)
+            order = self._find(book, exchange_order_id, client_order_id)
+            if order is None:
+                raise VenueRejected("unknown order", code="order_not_found")
+            if order["status"] not in ("OPEN", "PARTIALLY_FILLED"):
+                raise VenueRejected(f"order is {order['status'].lower()}", code="order_closed")
+            self._close(book, order, "CANCELED", "canceled")
+            return self._venue_order(order)
+
+    @staticmethod
+    def _find(book: dict[str, Any], exchange_order_id: str | None, client_order_id: str | None) -> dict[str, Any] | None:
+        if exchange_order_id and exchange_order_id in book["orders"]:
+            return book["orders"][exchange_order_id]
+        if client_order_id:
+            for order in book["orders"].values():
+                if order["client_order_id"] == client_order_id:
+                    return order
+        return None
+
+    def fetch_order(self, symbol: str, exchange_order_id: str) -> VenueOrder:
+        self._fail("before")
+        with self.store.book() as book:
+            self._match(book)
+            order = self._find(book, exchange_order_id, None)
+            if order is None:
+                raise VenueRejected("unknown order", code="order_not_found")
+            return self._venue_order(order)
+
+    def fetch_order_by_client_id(self, symbol: str, client_order_id: str) -> VenueOrder | None:
+        self._fail("lookup")
+        with self.store.book() as book:
+            self._match(book)
+            order = self._find(book, None, client_order_id)
+            return None if order is None else self._venue_order(order)
+
+    def fetch_open_orders(self, symbol: str | None = None) -> Sequence[VenueOrder]:
+        self._fail("before")
+        with self.store.book() as book:
+            self._match(book)
+            return [self._venue_order(o) for o in sorted(book["orders"].values(), key=lambda o: o["seq"])
+                    if o["status"] in ("OPEN", "PARTIALLY_FILLED") and (symbol is None or o["symbol"] == symbol)]
+
+    def fetch_my_trades(self, symbol: str | None = None, since: Any = None) -> Sequence[Fill]:
+        self._fail("before")
+        with self.store.book() as book:
+            self._match(book)
+            trades = list(book["trades"])
+        out = []
+        for t in trades:
+            if symbol is not None and t["symbol"] != symbol:
+                continue
+            stamp = parse_iso(t["timestamp"])
+            if since is not None and stamp < since:
+                continue
+            out.append(Fill(trade_id=t["trade_id"], symbol=t["symbol"], side=Side(t["side"]), price=_d(t["price"]),
+                            quantity=_d(t["quantity"]), timestamp=stamp, exchange_order_id=t["order_id"],
+                            client_order_id=t["client_order_id"], fee=_d(t["fee"]), fee_currency=t["fee_currency"],
+                            fee_rate=_d(t["fee_rate"]), taker=t["taker"]))
+        return out
+
+    def balances(self) -> dict[str, dict[str, Decimal]]:
+        """Test/demo helper: {asset: {free, used}} without a matching pass."""
+        book = self.store.peek() or self._new_book()
+        return {a: {"free": _d(v["free"]), "used": _d(v["used"])} for a, v in book["balances"].items()}
+
+    def close(self) -> None:
+        """Nothing to release: the book is in the database."""

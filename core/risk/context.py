@@ -1,0 +1,227 @@
+"""What a risk rule sees: the request, the account and lazily computed
+numbers (position, exposure, daily PnL, available cash …).
+
+Everything is read inside the account's lock, so the numbers cannot change
+between the check and the order insert. A number that cannot be computed
+(no ticker, no balance) raises `MissingData`; the risk engine turns that into
+a block (rules fail closed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from decimal import Decimal
+from functools import cached_property
+from typing import Any
+
+from tradeguard.clock import utcnow
+from tradeguard.errors import TradeguardError
+from tradeguard.orders.lifecycle import ACTIVE_STATUSES
+from tradeguard.orders.ledger import CONTEXT, remaining
+from tradeguard.storage.models import Account, Order, Position, Trade
+from tradeguard.types import Market, OrderRequest, OrderStatus, Side, Ticker, TradingMode, TradingState
+
+ZERO = Decimal(0)
+
+
+class MissingData(TradeguardError):
+    """A rule needs a number that is not available (no ticker, no balance …)."""
+
+
+class RiskContext:
+    """The data rules check a request against (one per request, inside the lock).
+
+    :ivar account: the account row (locked).
+    :ivar request: the `OrderRequest`.
+    :ivar market: the venue's `Market` for the symbol, or None.
+    :ivar ticker: the current `Ticker`, or None if it could not be fetched.
+    :ivar venue_testnet: whether the venue adapter is on a testnet/sandbox.
+    :ivar installation_state: the installation-wide `TradingState`.
+    :ivar emergency: True for the reduce-only orders an emergency stop places.
+    """
+
+    def __init__(self, account: Account, request: OrderRequest, *, market: Market | None = None,
+                 ticker: Ticker | None = None, ticker_error: str | None = None, venue_testnet: bool = True,
+                 installation_state: TradingState = TradingState.ACTIVE, emergency: bool = False,
+                 exclude_order: int | None = None):
+        self.account = account
+        self.request = request
+        self.market = market
+        self.ticker = ticker
+        self.ticker_error = ticker_error
+        self.venue_testnet = venue_testnet
+        self.installation_state = installation_state
+        self.emergency = emergency
+        self.exclude_order = exclude_order
+
+    # -- states and flags ------------------------------------------------------------------
+
+    @property
+    def trading_state(self) -> TradingState:
+        """The stricter of the account's and the installation's state."""
+        order = [TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED]
+        return max(self.account.trading_state, self.installation_state, key=order.index)
+
+    @property
+    def is_live(self) -> bool:
+        return self.account.mode is TradingMode.LIVE
+
+    # -- prices ----------------------------------------------------------------------------
+
+    @property
+    def price(self) -> Decimal:
+        """The price the order is valued at: its limit price, else the ticker's last price."""
+        if self.request.price is not None:
+            return self.request.price
+        return self.mark_price
+
+    @property
+    def mark_price(self) -> Decimal:
+        """The current ticker's last price (MissingData without a ticker)."""
+        if self.ticker is None:
+            raise MissingData(f"no ticker for {self.request.symbol}" + (f": {self.ticker_error}" if self.ticker_error else ""))
+        return self.ticker.last
+
+    @property
+    def order_notional(self) -> Decimal:
+        with decimal.localcontext(CONTEXT):
+            return self.request.quantity * self.price
+
+    # -- orders and positions --------------------------------------------------------------
+
+    @cached_property
+    def open_orders(self) -> list[Order]:
+        """The account's orders that still count (awaiting confirmation, submit, or open)."""
+        query = Order.select().where((Order.account == self.account.id) & (Order.status.in_(list(ACTIVE_STATUSES))))
+        return [o for o in query if o.id != self.exclude_order]
+
+    @cached_property
+    def positions(self) -> list[Position]:
+        """Non-flat positions."""
+        return [p for p in Position.select().where(Position.account == self.account.id) if p.quantity != 0]
+
+    @property
+    def position_quantity(self) -> Decimal:
+        """Signed quantity held in the request's symbol."""
+        for position in self.positions:
+            if position.symbol == self.request.symbol and position.market == self.request.market:
+                return position.quantity
+        return ZERO
+
+    def pending_quantity(self, side: Side, symbol: str | None = None, *, reducing: bool | None = None) -> Decimal:
+        """Unfilled quantity of active orders on *side* in *symbol* (default: the request's)."""
+        symbol = symbol or self.request.symbol
+        total = ZERO
+        for order in self.open_orders:
+            if order.symbol == symbol and order.side is side and (reducing is None or order.reduce_only == reducing):
+                total += remaining(order)
+        return total
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.request.quantity if self.request.side is Side.BUY else -self.request.quantity
+
+    @property
+    def projected_quantity(self) -> Decimal:
+        """Position after this order and every active order on the same side fill (signed)."""
+        same_side = self.pending_quantity(self.request.side, reducing=False)
+        signed_pending = same_side if self.request.side is Side.BUY else -same_side
+        return self.position_quantity + signed_pending + self.signed_quantity
+
+    @property
+    def is_reducing(self) -> bool:
+        """True if the order only reduces the current position (or is reduce-only)."""
+        if self.request.reduce_only:
+            return True
+        position = self.position_quantity
+        if position == 0 or (position > 0) == (self.request.side is Side.BUY):
+            return False
+        already = self.pending_quantity(self.request.side)
+        return self.request.quantity + already <= abs(position)
+
+    @property
+    def open_symbols(self) -> set[str]:
+        """Symbols with a position or an active order that opens one."""
+        symbols = {p.symbol for p in self.positions}
+        symbols |= {o.symbol for o in self.open_orders if not o.reduce_only}
+        return symbols
+
+    def _mark(self, position: Position) -> Decimal:
+        if self.ticker is not None and position.symbol == self.request.symbol:
+            return self.ticker.last
+        if position.average_cost and position.quantity:
+            return position.average_cost + position.unrealized_pnl / position.quantity
+        return position.average_cost
+
+    @property
+    def total_exposure(self) -> Decimal:
+        """Σ |quantity| × mark price over open positions (quote currency)."""
+        with decimal.localcontext(CONTEXT):
+            return sum((abs(p.quantity) * self._mark(p) for p in self.positions), ZERO)
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        with decimal.localcontext(CONTEXT):
+            return sum(((self._mark(p) - p.average_cost) * p.quantity for p in self.positions), ZERO)
+
+    # -- money -----------------------------------------------------------------------------
+
+    @property
+    def available_cash(self) -> Decimal:
+        """Cash not reserved by open orders (MissingData if the account has no known balance)."""
+        account = self.account
+        if account.current_cash == 0 and account.initial_capital == 0 and account.last_balance_sync is None \
+                and account.frozen_cash == 0 and not self.positions:
+            raise MissingData(
+                f"no balance known for account {account.name!r}: give it --initial-capital or run `tradeguard sync`"
+            )
+        return account.current_cash - account.frozen_cash
+
+    @property
+    def equity(self) -> Decimal:
+        with decimal.localcontext(CONTEXT):
+            return self.account.current_cash + sum((p.quantity * self._mark(p) for p in self.positions), ZERO)
+
+    @cached_property
+    def realized_pnl_today(self) -> Decimal:
+        """Realized PnL minus quote-currency fees of trades since 00:00 UTC."""
+        midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = (Trade.select(Trade.realized_pnl, Trade.fee, Trade.fee_currency)
+                .where((Trade.account == self.account.id) & (Trade.exchange_timestamp >= midnight)))
+        quote = self.account.quote_currency
+        total = ZERO
+        for row in rows:
+            total += row.realized_pnl - (row.fee if row.fee_currency in (None, quote) else ZERO)
+        return total
+
+    @property
+    def daily_pnl(self) -> Decimal:
+        """Realized (since 00:00 UTC) plus unrealized PnL."""
+        return self.realized_pnl_today + self.unrealized_pnl
+
+    @property
+    def daily_loss(self) -> Decimal:
+        """The loss today as a positive number (0 when in profit)."""
+        return max(-self.daily_pnl, ZERO)
+
+    def orders_since(self, seconds: int) -> int:
+        """Orders created on this account in the last *seconds* (rejected ones excluded)."""
+        since = utcnow() - dt.timedelta(seconds=seconds)
+        return (Order.select(Order.id)
+                .where((Order.account == self.account.id) & (Order.created_at >= since)
+                       & (Order.status != OrderStatus.REJECTED) & (Order.imported == False))  # noqa: E712
+                .count())
+
+    def snapshot(self) -> dict[str, Any]:
+        """The numbers stored with a risk log row (each None if unavailable)."""
+        out: dict[str, Any] = {}
+        for key, getter in (("current_position_size", lambda: abs(self.position_quantity) * self.mark_price),
+                            ("daily_loss", lambda: self.daily_loss),
+                            ("available_balance", lambda: self.available_cash),
+                            ("total_exposure", lambda: self.total_exposure)):
+            try:
+                out[key] = getter()
+            except Exception:
+                out[key] = None
+        return out

@@ -72,6 +72,9 @@ class Engine:
         from tradeguard.backup import Backups
 
         self.backups = Backups(self)  # encrypted backups: create, list, verify, restore, prune
+        from tradeguard.wallets import Wallets
+
+        self.wallets = Wallets(self)  # on-chain wallets: keys, balances, transfers, signatures
 
     # -- opening and closing ---------------------------------------------------------------
 

@@ -46,6 +46,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "tradeguard.plugins.s3_backup",
     "tradeguard.plugins.binance",
     "tradeguard.plugins.coinbase",
+    "tradeguard.plugins.evm",
 )
 
 KINDS = ("exchanges", "wallets", "risk_rules", "backup_targets")

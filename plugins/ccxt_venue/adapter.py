@@ -277,10 +277,12 @@ class CcxtExchange:
             self.load_markets()  # ccxt would load them itself, bypassing the shared cache
         attempt = 0
         while True:
+            client.last_http_response = None  # so an error's body is this call's, never an older one
             try:
                 return getattr(client, method)(*args, **kwargs)
             except ccxt_module().BaseError as exc:
-                error = translate(exc, venue=self.name, account=self.account, secrets=self._secret_values())
+                body = client.last_http_response if isinstance(client.last_http_response, str) else None
+                error = translate(exc, venue=self.name, account=self.account, secrets=self._secret_values(), body=body)
             if isinstance(error, VenueRateLimited):
                 error.retry_after = _retry_after(client)
                 delay = error.retry_after if error.retry_after is not None else self.backoff_base * (2**attempt)

@@ -82,21 +82,26 @@ class VenueDetail:
     message: str
 
 
-def venue_detail(exc: BaseException, venue: str) -> VenueDetail:
+def venue_detail(exc: BaseException, venue: str, body: str | None = None) -> VenueDetail:
     """Extract ``code`` and ``msg`` from the JSON body ccxt puts in its messages.
 
     ccxt builds messages as ``"<exchange id> <body>"`` (or ``"<id> <METHOD> <url>"``
     for transport failures); the body is JSON for Binance and Coinbase.
     """
     text = " ".join(str(a) for a in getattr(exc, "args", ()) if a is not None) or str(exc)
-    body = _json_in(text)
+    parsed = _json_in(text)
+    if not isinstance(parsed, dict) and body:
+        # ccxt's "broad" matches keep only the venue's msg: the raw response still has the code
+        parsed = _json_in(body)
+    body = parsed
     if isinstance(body, dict):
-        code = _first(body, ("code", "error", "id", "failure_reason", "preview_failure_reason"))
-        message = _first(body, ("msg", "message", "error_details", "error_description"))
+        code = message = None
         error_response = body.get("error_response")
-        if isinstance(error_response, dict):
-            code = code or _first(error_response, ("error", "preview_failure_reason"))
-            message = message or _first(error_response, ("message", "error_details"))
+        if isinstance(error_response, dict):  # coinbase create: HTTP 200, success false
+            code = _first(error_response, ("error", "preview_failure_reason"))
+            message = _first(error_response, ("message", "error_details"))
+        code = code or _first(body, ("code", "error", "id", "failure_reason", "preview_failure_reason"))
+        message = message or _first(body, ("msg", "message", "error_details", "error_description"))
         errors = body.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             code = code or _first(errors[0], ("id", "code"))
@@ -105,18 +110,21 @@ def venue_detail(exc: BaseException, venue: str) -> VenueDetail:
         if isinstance(results, list) and results and isinstance(results[0], dict):
             code = code or _first(results[0], ("failure_reason",))
         if code is not None or message:
+            if message is None and parsed is not None and text.strip() not in ("", venue):
+                message = _strip_prefix(text, venue)
             return VenueDetail(None if code is None else str(code), _one_line(message or json.dumps(body)))
     return VenueDetail(None, _one_line(_strip_prefix(text, venue)))
 
 
-def translate(exc: BaseException, *, venue: str, account: str, secrets: Iterable[str] = ()) -> Exception:
+def translate(exc: BaseException, *, venue: str, account: str, secrets: Iterable[str] = (),
+              body: str | None = None) -> Exception:
     """The tradeguard exception for a ccxt exception raised by *venue* for *account*.
 
     *secrets* are scrubbed from the message (belt and braces: venues do not
     echo secrets, but a URL or a header might).
     """
     ccxt = ccxt_module()
-    detail = venue_detail(exc, venue)
+    detail = venue_detail(exc, venue, body if isinstance(exc, ccxt.BaseError) and _answered(exc, ccxt) else None)
     code = detail.code
     message = _scrub(detail.message, secrets)
     where = f"{venue} (account {account})"
@@ -153,6 +161,11 @@ def translate(exc: BaseException, *, venue: str, account: str, secrets: Iterable
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _answered(exc: BaseException, ccxt: Any) -> bool:
+    """Whether the venue sent a response (so the last response body belongs to this error)."""
+    return not isinstance(exc, (ccxt.RequestTimeout,)) and type(exc) is not ccxt.NetworkError
 
 
 def _json_in(text: str) -> Any:

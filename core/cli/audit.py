@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Any, TextIO
 
@@ -70,7 +71,7 @@ def audit_export(state: CliState, fmt: str, since: str | None, action: str | Non
         fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         out = os.fdopen(fd, "w", encoding="utf-8")
     else:
-        out = click.get_text_stream("stdout")
+        out = sys.stdout
     try:
         for entry in engine.audit.export(since=since, action=action, from_seq=from_seq, actor=ACTOR):
             out.write(_line(entry) + "\n")

@@ -42,7 +42,7 @@ def _read_values(fields: list[str], from_env: tuple[str, ...], use_stdin: bool, 
             values[field.strip()] = value
         return values
     if use_stdin:
-        text = click.get_text_stream("stdin").read()
+        text = sys.stdin.read()
         if len(fields) == 1:
             return {fields[0]: text.strip()}
         values = {}

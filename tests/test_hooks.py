@@ -3,6 +3,7 @@ list, these tests and docs/plugins.md in step (as datasette does)."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 import logging
@@ -98,17 +99,17 @@ def event_plugins(hook_name: str, calls: list[dict[str, Any]]) -> tuple[Any, Any
     return make(record), make(explode)
 
 
-def assert_event_isolated(engine: Engine, hook_name: str, fire: Any, expected: dict[str, Any],
-                          caplog: pytest.LogCaptureFixture) -> None:
-    """*fire()* (the operation, or a direct fire) delivers *expected* to a plugin even
-    though another plugin's implementation raises; the failure is logged, not raised."""
+@contextlib.contextmanager
+def event_recorded(engine: Engine, hook_name: str, caplog: pytest.LogCaptureFixture) -> Iterator[list[dict[str, Any]]]:
+    """Record *hook_name* calls made inside the block, next to a plugin whose
+    implementation raises; afterwards assert the failure was logged, not raised."""
     calls: list[dict[str, Any]] = []
     recorder, raiser = event_plugins(hook_name, calls)
     with registered(engine, recorder, "recorder"), registered(engine, raiser, "raiser"):
         with caplog.at_level(logging.ERROR, logger="tradeguard.plugins"):
-            fire()
-    assert calls == [expected]
-    assert any(hook_name in r.getMessage() and "raiser" in r.getMessage() for r in caplog.records)
+            yield calls
+    assert any(hook_name in r.getMessage() and "raiser" in r.getMessage() for r in caplog.records), \
+        f"the raising {hook_name} implementation was not called (or not logged)"
 
 
 # -- registration hooks ---------------------------------------------------------------------
@@ -296,40 +297,64 @@ def test_hook_on_account_changed(eng: Engine, caplog: pytest.LogCaptureFixture) 
     assert sum("on_account_changed" in r.getMessage() for r in caplog.records) == 3
 
 
-def test_hook_on_order_state_changed(eng: Engine, caplog: pytest.LogCaptureFixture) -> None:
-    order = {"id": 1, "account": "main", "symbol": "BTC/USDT", "status": "SUBMITTED"}
-    expected = {"order": order, "old_status": "PENDING_SUBMIT", "new_status": "SUBMITTED"}
-    assert_event_isolated(eng, "on_order_state_changed", lambda: eng.plugins.fire("on_order_state_changed", **expected),
-                          expected, caplog)
+@pytest.fixture
+def trading(tmp_path: Path, home: Path) -> Iterator[Engine]:
+    """An Engine with an unlocked vault and a funded paper account."""
+    with Engine.open(f"sqlite:///{tmp_path / 'trading.db'}", home=home, load_entrypoints=False,
+                     master_key="correct horse battery staple") as engine:
+        engine.accounts.add("main", "paper", initial_capital="10000")
+        yield engine
 
 
-def test_hook_on_risk_rejection(eng: Engine, caplog: pytest.LogCaptureFixture) -> None:
-    expected = {"order": {"id": 2, "status": "REJECTED"}, "decision": Decision.block("too big")}
-    assert_event_isolated(eng, "on_risk_rejection", lambda: eng.plugins.fire("on_risk_rejection", **expected),
-                          expected, caplog)
+def test_hook_on_order_state_changed(trading: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    with event_recorded(trading, "on_order_state_changed", caplog) as calls:
+        order = trading.place_order("main", "BTC/USDT", "buy", "0.001")
+    assert order.status.value == "FILLED"  # the raising plugin did not break the order
+    transitions = [(c["old_status"], c["new_status"]) for c in calls]
+    assert transitions[0] == (None, "PENDING_SUBMIT") and transitions[-1][1] == "FILLED"
+    assert all(c["order"]["id"] == order.id for c in calls)
 
 
-def test_hook_on_emergency_stop(eng: Engine, caplog: pytest.LogCaptureFixture) -> None:
-    expected = {"account": None, "event": {"reason": "drill", "orders_cancelled": 0}}
-    assert_event_isolated(eng, "on_emergency_stop", lambda: eng.plugins.fire("on_emergency_stop", **expected),
-                          expected, caplog)
+def test_hook_on_risk_rejection(trading: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    from tradeguard import RiskRejected
+
+    with event_recorded(trading, "on_risk_rejection", caplog) as calls:
+        with pytest.raises(RiskRejected) as info:
+            trading.place_order("main", "BTC/USDT", "buy", "1000")
+    (call,) = calls
+    assert call["order"]["id"] == info.value.order_id and call["order"]["status"] == "REJECTED"
+    assert call["decision"].verdict is Verdict.BLOCK and "max_position_size" in call["decision"].reason
 
 
-def test_hook_on_resume(eng: Engine, caplog: pytest.LogCaptureFixture) -> None:
-    expected = {"account": "main", "by": "alice", "notes": "venue back"}
-    assert_event_isolated(eng, "on_resume", lambda: eng.plugins.fire("on_resume", **expected), expected, caplog)
+def test_hook_on_emergency_stop(trading: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    with event_recorded(trading, "on_emergency_stop", caplog) as calls:
+        trading.emergency_stop("main", reason="drill")
+    (call,) = calls
+    assert call["account"] == "main" and call["event"]["reason"] == "drill"
+    assert trading.accounts.get("main").trading_state.value == "HALTED"  # the stop happened regardless
 
 
-def test_hook_on_sync_finished(eng: Engine, caplog: pytest.LogCaptureFixture) -> None:
-    expected = {"account": "main", "result": {"status": "ok", "imported": 0}}
-    assert_event_isolated(eng, "on_sync_finished", lambda: eng.plugins.fire("on_sync_finished", **expected),
-                          expected, caplog)
+def test_hook_on_resume(trading: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    trading.emergency_stop("main", reason="drill")
+    with event_recorded(trading, "on_resume", caplog) as calls:
+        trading.resume("main", by="alice", notes="venue back")
+    assert calls == [{"account": "main", "by": "alice", "notes": "venue back"}]
+    assert trading.accounts.get("main").trading_state.value == "ACTIVE"
 
 
-def test_hook_on_backup_finished(eng: Engine, caplog: pytest.LogCaptureFixture) -> None:
-    expected = {"backup": {"id": 1, "target": "file:///b", "name": "x.tgb", "size": 10, "sha256": "00"}}
-    assert_event_isolated(eng, "on_backup_finished", lambda: eng.plugins.fire("on_backup_finished", **expected),
-                          expected, caplog)
+def test_hook_on_sync_finished(trading: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    with event_recorded(trading, "on_sync_finished", caplog) as calls:
+        trading.sync("main")
+    (call,) = calls
+    assert call["account"] == "main" and call["result"]["status"]
+
+
+def test_hook_on_backup_finished(trading: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    with event_recorded(trading, "on_backup_finished", caplog) as calls:
+        summary = trading.backups.create()
+    (call,) = calls
+    assert call["backup"]["id"] == summary["id"] and call["backup"]["size"] == summary["size"]
+    assert set(call["backup"]) == {"id", "target", "name", "size", "sha256"}
 
 
 def test_fire_rejects_a_wrong_call(eng: Engine) -> None:

@@ -178,8 +178,10 @@ def test_example_rule_blocks_an_order_through_the_cli(installed: Installation, f
         if not has_command(installed, fresh_home, *words):
             pytest.skip(f"`tradeguard {' '.join(words)}` does not exist yet")
     checked(tradeguard(installed, fresh_home, "init"))
-    checked(tradeguard(installed, fresh_home, "account", "add", "bot", "paper", "--initial-capital", "10000"))
+    checked(tradeguard(installed, fresh_home, "account", "add", "bot", "--exchange", "paper", "--initial-capital", "10000"))
     checked(tradeguard(installed, fresh_home, "risk", "enable", "bot", "trading_hours"))
+    bad = tradeguard(installed, fresh_home, "risk", "set", "bot", "trading_hours", "start=25:00")
+    assert bad.returncode == 2 and "trading_hours.start" in bad.stderr, (bad.stdout, bad.stderr)
     window = closed_window(datetime.now(timezone.utc))
     checked(tradeguard(installed, fresh_home, "risk", "set", "bot", "trading_hours",
                        *(f"{k}={v}" for k, v in window.items())))

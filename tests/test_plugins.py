@@ -455,3 +455,63 @@ def test_plugins_needs_no_database(tmp_path: Path) -> None:
         "TRADEGUARD_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["plugins"][0]["name"] == "paper"
+
+
+# -- the example third-party plugin, in-process -------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "plugin-trading-hours"
+
+
+@pytest.fixture
+def trading_hours(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    import sys
+
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    import tradeguard_trading_hours
+
+    yield tradeguard_trading_hours
+    for name in [m for m in sys.modules if m.startswith("tradeguard_trading_hours")]:
+        sys.modules.pop(name)
+
+
+def test_example_rule_blocks_an_order_through_the_engine(trading_hours: Any, tmp_path: Path, home: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from tradeguard import RiskRejected
+
+    with Engine.open(f"sqlite:///{tmp_path / 'th.db'}", home=home, load_entrypoints=False,
+                     plugins=[trading_hours]) as engine:
+        engine.accounts.add("bot", "paper", initial_capital="10000")
+        rules = {r["rule"]: r for r in engine.risk.rules("bot")}
+        assert rules["trading_hours"]["enabled"] is False  # third-party rules start disabled
+        engine.risk.enable("bot", "trading_hours")
+        with pytest.raises(ValidationError, match="trading_hours.start"):
+            engine.risk.set("bot", "trading_hours", {"start": "25:00"})
+        later = datetime.now(timezone.utc) + timedelta(hours=2)
+        engine.risk.set("bot", "trading_hours", {"start": later.strftime("%H:00"),
+                                                 "end": (later + timedelta(hours=1)).strftime("%H:00")})
+        with pytest.raises(RiskRejected, match="outside trading hours"):
+            engine.place_order("bot", "BTC/USDT", "buy", "0.001")
+        engine.risk.set("bot", "trading_hours", {"start": "00:00", "end": "24:00"})
+        assert engine.place_order("bot", "BTC/USDT", "buy", "0.001").status.value == "FILLED"
+
+
+@pytest.mark.parametrize(
+    "settings, when, inside",
+    [
+        ({"start": "22:00", "end": "06:00", "days": "fri"}, "2026-11-27T23:00", True),   # Friday night
+        ({"start": "22:00", "end": "06:00", "days": "fri"}, "2026-11-28T05:59", True),   # ... into Saturday
+        ({"start": "22:00", "end": "06:00", "days": "fri"}, "2026-11-28T06:00", False),
+        ({"start": "22:00", "end": "06:00", "days": "fri"}, "2026-11-27T05:00", False),  # Thursday's window
+        ({"start": "09:00", "end": "09:00", "days": "sat,sun"}, "2026-11-29T03:00", True),  # whole day
+        ({"start": "00:00", "end": "24:00", "days": "fri-mon"}, "2026-11-30T12:00", True),  # wraps the week
+        ({"start": "00:00", "end": "24:00", "days": "fri-mon"}, "2026-11-25T12:00", False),
+    ],
+)
+def test_example_rule_window(trading_hours: Any, settings: dict[str, str], when: str, inside: bool) -> None:
+    from datetime import datetime, timezone
+
+    from tradeguard_trading_hours.rule import parse_settings
+
+    moment = datetime.fromisoformat(when).replace(tzinfo=timezone.utc)
+    assert parse_settings(settings).contains(moment) is inside

@@ -87,8 +87,8 @@ class TradingHoursRule:
         SettingSpec("block_reducing", bool, default=False, help="also block reduce-only orders outside the window"),
     )
 
-    def validate(self, settings: Mapping[str, Any]) -> None:
-        """Raise ValidationError if *settings* are not usable (called when they are set)."""
+    def validate_settings(self, settings: Mapping[str, Any]) -> None:
+        """Raise ValidationError if *settings* are not usable (`tradeguard risk set` calls this)."""
         parse_settings(settings)
 
     def check(self, request: Any, context: Any, settings: Mapping[str, Any]) -> Decision:

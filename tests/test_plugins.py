@@ -515,3 +515,30 @@ def test_example_rule_window(trading_hours: Any, settings: dict[str, str], when:
 
     moment = datetime.fromisoformat(when).replace(tzinfo=timezone.utc)
     assert parse_settings(settings).contains(moment) is inside
+
+
+# -- capabilities ------------------------------------------------------------------------------
+
+
+def test_missing_capability_is_a_clear_bad_input_error() -> None:
+    from tradeguard import CapabilityMissing
+    from tradeguard.protocols import CAP_NATIVE_OCO, CAP_SET_LEVERAGE, require_capability, supports
+
+    class Spot:
+        name = "spotty"
+        capabilities = frozenset({CAP_NATIVE_OCO})
+
+    require_capability(Spot(), CAP_NATIVE_OCO)
+    assert supports(Spot(), CAP_NATIVE_OCO) and not supports(Spot(), CAP_SET_LEVERAGE)
+    with pytest.raises(CapabilityMissing, match="^spotty does not support set leverage$") as info:
+        require_capability(Spot(), CAP_SET_LEVERAGE)
+    assert info.value.exit_code == 2
+
+
+def test_adapter_config_carries_testnet_and_api_base_url(venue_engine: Engine) -> None:
+    venue_engine.accounts.add("a", "vv", settings={"region": "eu"}, mainnet=True)
+    venue_engine.accounts.set("a", api_base_url="https://testnet.example.com/")
+    config = venue_engine.exchange_for("a").config
+    assert config.testnet is False and config.api_base_url == "https://testnet.example.com"
+    with pytest.raises(TypeError):
+        config.settings["region"] = "us"  # read-only

@@ -124,6 +124,8 @@ class Engine:
             if master_key is not None:
                 # a wrong key raises WrongMasterKey here, before any secret is touched
                 engine.vault.unlock(master_key) if check_schema else engine.vault.defer(master_key)
+            if check_schema and reconcile:
+                engine.reconcile_open_orders()  # one indexed query when no order is open
         except BaseException:
             engine.close()
             raise

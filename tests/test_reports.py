@@ -244,3 +244,34 @@ def test_cli_report_plot_draws_a_png_of_the_requested_size(sqlite_cli, tmp_path)
 
     colours = Image.open(out).convert("RGB").getcolors(maxcolors=1 << 20)
     assert len(colours) > 50
+
+
+def test_unexplained_balance_changes_move_equity_by_their_direction_and_are_not_returns(engine):
+    from tradeguard.storage.models import CashFlow
+
+    account = engine.accounts.add("flows", "paper", initial_capital="1000")
+    with use_database(engine.db):
+        for n, (note, amount) in enumerate([("in: USDT balance changed by 50", "50"),
+                                            ("out: USDT balance changed by -20", "20")]):
+            CashFlow.create(account=account.id, kind="UNEXPLAINED", asset="USDT", amount=D(amount), source="sync",
+                            note=note, occurred_at=at(1 + n))
+    cash_flow(engine, account, at(3), "WITHDRAWAL", "100")
+    report = engine.reports.report("flows")
+    assert report.summary["cash_flows"] == D("-70") and report.summary["equity_end"] == D("930")
+    assert report.summary["total_pnl"] == 0 and report.summary["max_drawdown"] == 0
+    assert all(row["return"] == 0 for row in report.daily)
+
+
+def test_without_initial_capital_the_first_synced_balance_opens_the_books(engine):
+    from tradeguard.storage.models import BalanceSnapshot
+
+    account = engine.accounts.add("synced", "paper")
+    with use_database(engine.db):
+        BalanceSnapshot.create(account=account.id, asset="USDT", free=D(500), used=D(0), total=D(500),
+                               source="sync", taken_at=at(1, 9))
+    fill(engine, account, at(1, 10), "buy", "1", "100")
+    fill(engine, account, at(2, 10), "sell", "1", "110", realized="10")
+    s = engine.reports.report("synced").summary
+    assert s["capital_base"] == "first synced USDT balance"
+    assert (s["equity_start"], s["equity_end"], s["total_pnl"]) == (D(0), D(510), D(10))
+    assert engine.reports.report("synced").daily[1]["return"] == D("0.02")  # 10 on 500

@@ -23,10 +23,10 @@ from tradeguard.clock import isoformat
 from tradeguard.reporting import metrics
 from tradeguard.reporting.ledger import CONTEXT, ZERO, Ledger, split_symbol
 from tradeguard.reporting.stream import keyset
-from tradeguard.storage.models import Account, CashFlow, EmergencyEvent, Order, PositionSnapshot, RiskLog, Trade
+from tradeguard.storage.models import Account, BalanceSnapshot, CashFlow, EmergencyEvent, Order, PositionSnapshot, RiskLog, Trade
 
-#: Cash-flow kinds and the sign they have for equity. UNEXPLAINED changes carry no
-#: direction in the table, so they are listed but not counted.
+#: Cash-flow kinds and the sign they have for equity. An UNEXPLAINED balance change
+#: (found by sync) says its direction at the start of its note: ``in: …`` or ``out: …``.
 FLOW_SIGNS = {"DEPOSIT": 1, "TRANSFER_IN": 1, "WITHDRAWAL": -1, "TRANSFER_OUT": -1}
 
 
@@ -83,9 +83,24 @@ def _marks(account: Account, until: datetime | None) -> Iterator[tuple]:
         yield (row.taken_at, 2, row.id, "mark", row)
 
 
+def _baseline(account: Account, until: datetime | None) -> Iterator[tuple]:
+    """Without initial capital, the first synced balance of the quote currency opens the books (as a cash flow)."""
+    if account.initial_capital:
+        return
+    first = (BalanceSnapshot.select().where((BalanceSnapshot.account == account.id)
+                                            & (BalanceSnapshot.asset == account.quote_currency))
+             .order_by(BalanceSnapshot.taken_at, BalanceSnapshot.id).first())
+    if first is None or (until is not None and first.taken_at >= until) or not first.total:
+        return
+    yield (first.taken_at, -1, first.id, "baseline", first)
+
+
 def flow_amount(flow: CashFlow, quote: str) -> Decimal | None:
     """A cash flow's signed value in the quote currency (None if it cannot be valued or has no direction)."""
     sign = FLOW_SIGNS.get(flow.kind)
+    if sign is None and flow.kind == "UNEXPLAINED":
+        direction = (flow.note or "").split(":", 1)[0].strip().lower()
+        sign = {"in": 1, "out": -1}.get(direction)
     if sign is None:
         return None
     if flow.asset.upper() == quote.upper():
@@ -129,6 +144,7 @@ class _Builder:
         self.volume = self.fees = self.realized = ZERO
         self.fees_other: dict[str, Decimal] = defaultdict(lambda: ZERO)
         self.closing_pnls: list[Decimal] = []
+        self.capital_base = "initial capital" if account.initial_capital else "none"
 
     def equity(self) -> Decimal:
         return self.ledger.cash + self.ledger.holdings_value(self.marks)
@@ -143,15 +159,15 @@ class _Builder:
         self.curve.append(EquityPoint(at, equity, equity - self.flows_in_period, kind, side))
 
     def run(self) -> Report:
-        events = heapq.merge(_fills(self.account, self.until), _flows(self.account, self.until),
-                             _marks(self.account, self.until), key=lambda e: e[:3])
+        events = heapq.merge(_baseline(self.account, self.until), _fills(self.account, self.until),
+                             _flows(self.account, self.until), _marks(self.account, self.until), key=lambda e: e[:3])
         for at, _, _, kind, row in events:
             in_period = self.since is None or at >= self.since
             if in_period and not self.started:
                 self._start(at)
             getattr(self, f"_on_{kind}")(row, in_period)
             if in_period:
-                self._point(at, kind, row.side.value if kind == "fill" else None)
+                self._point(at, "flow" if kind == "baseline" else kind, row.side.value if kind == "fill" else None)
         if not self.started:
             self._start(self.since or self.account.created_at)
         if self.override:
@@ -196,6 +212,13 @@ class _Builder:
         if in_period:
             self.flows_in_period += amount
             self.flows_by_day[flow.occurred_at.date()] += amount
+
+    def _on_baseline(self, snapshot: BalanceSnapshot, in_period: bool) -> None:
+        self.capital_base = f"first synced {self.quote} balance"
+        self.ledger.cash += snapshot.total
+        if in_period:
+            self.flows_in_period += snapshot.total
+            self.flows_by_day[snapshot.taken_at.date()] += snapshot.total
 
     def _on_mark(self, snapshot: PositionSnapshot, in_period: bool) -> None:
         self.marks[snapshot.symbol] = snapshot.mark_price
@@ -249,6 +272,7 @@ class _Builder:
             "unrealized_pnl": unrealized,
             "equity_start": start.equity,
             "equity_end": end.equity,
+            "capital_base": self.capital_base,
             "cash_flows": self.flows_in_period,
             "unvalued_cash_flows": self.unvalued_flows,
             "total_pnl": end.equity - start.equity - self.flows_in_period,

@@ -321,22 +321,26 @@ class Vault(Service):
         return removed
 
     @in_engine_db
-    def secrets_for(self, account: str | Account, *, purpose: str, actor: str = "engine") -> Secrets:
+    def secrets_for(self, account: str | Account, *, purpose: str, actor: str = "engine",
+                    fields: Iterable[str] | None = None) -> Secrets:
         """Decrypt every secret of *account*; each decryption is an audit entry (who, field, why).
 
         Only the Engine calls this, when it builds the account's own adapter
         (through `provider_for`) or for ``creds check``. Never hand the result
-        to another plugin.
+        to another plugin. *fields* limits decryption to those fields (an adapter's declared secrets).
         """
         acct = self._account(account)
-        creds = list(Credential.select().where(Credential.account == acct.id).order_by(Credential.field))
+        query = Credential.select().where(Credential.account == acct.id)
+        if fields is not None:
+            query = query.where(Credential.field.in_(list(fields)))
+        creds = list(query.order_by(Credential.field))
         if not creds:
             return Secrets(acct.name, {})
         self._require_unlocked(f"account {acct.name!r}'s credentials")
-        values: dict[str, str] = {}
+        # decrypt first (a failure is recorded in its own transaction), then record every decryption
+        values = {cred.field: self._decrypt(acct, cred, actor) for cred in creds}
         with self.engine.db.atomic():
             for cred in creds:
-                values[cred.field] = self._decrypt(acct, cred, actor)
                 audit.append(actor, "credential.decrypt", f"account:{acct.name}",
                              {"field": cred.field, "purpose": purpose, "key_id": cred.key_id})
             if purpose == "adapter":
@@ -446,12 +450,12 @@ class Vault(Service):
             pending = list(Credential.select().where(Credential.key_id != current.key_id).order_by(Credential.id))
         done = 0
         for cred in pending:
+            cred = Credential.get_by_id(cred.id)
+            if cred.key_id == current.key_id:
+                continue
+            acct = Account.get_by_id(cred.account_id)
+            value = self._decrypt(acct, cred, actor)
             with self.engine.db.atomic():
-                cred = Credential.get_by_id(cred.id)
-                if cred.key_id == current.key_id:
-                    continue
-                acct = Account.get_by_id(cred.account_id)
-                value = self._decrypt(acct, cred, actor)
                 old_key = cred.key_id
                 cred.ciphertext = crypto.encrypt(current.material, current.key_id, value.encode("utf-8"),
                                                  _aad(acct.id, cred.field))

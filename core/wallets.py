@@ -59,6 +59,7 @@ from tradeguard.storage.models import (
     Trade,
 )
 from tradeguard.types import Receipt, Side, TradingState, TransferRequest, Verdict
+from tradeguard.vault import crash_point
 
 log = logging.getLogger("tradeguard.wallets")
 
@@ -473,6 +474,7 @@ class Wallets(Service):
                                                          "nonce": nonce, "network": wallet.network, "trade_id": row.id})
         if blocked is not None:
             raise blocked
+        crash_point("wallet.before_broadcast")  # test hook: a crash after the record, before the send
         try:
             wallet.broadcast(signed)
         except VenueRejected as exc:

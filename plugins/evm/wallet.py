@@ -418,7 +418,7 @@ class EvmWallet:
             return int(self._rpc("reading the balance", lambda: self.w3.eth.get_balance(self.address)))
         contract = self._token(asset.token)
         return int(self._rpc("reading the token balance",
-                             lambda: contract.functions.balanceOf(self.address).call({"from": self.address})))
+                             lambda: contract.functions.balanceOf(self.address).call()))
 
     # -- transfers: phases ---------------------------------------------------------------
 
@@ -452,7 +452,10 @@ class EvmWallet:
             if native_balance == 0:
                 raise VenueRejected(f"insufficient funds for gas: the wallet holds 0 {native.symbol}",
                                     code="insufficient_funds")
-        estimate = self._estimate_gas(tx)
+        if asset.native and not self._rpc("reading the destination", lambda: self.w3.eth.get_code(to)):
+            estimate = PLAIN_TRANSFER_GAS  # a plain transfer to an account without code costs exactly this
+        else:
+            estimate = self._estimate_gas(tx)
         gas = estimate if estimate == PLAIN_TRANSFER_GAS else int(Decimal(estimate) * GAS_MARGIN)
         fees, eip1559 = self._fees()
         tx.update(gas=gas, **fees)
@@ -476,14 +479,19 @@ class EvmWallet:
         if tx.get("data"):
             call["data"] = tx["data"]
         try:
-            return int(self._rpc("estimating gas", lambda: self.w3.eth.estimate_gas(call)))
-        except (ValidationError, VenueRejected, VenueUnavailable):
-            raise
+            return int(self.w3.eth.estimate_gas(call))
         except Exception as exc:
+            if _connection_error(exc):
+                raise VenueUnavailable(f"estimating gas: the RPC node at {self.rpc_host} is unreachable "
+                                       f"({type(exc).__name__})") from None
             reason = _revert_reason(exc)
             if reason is not None:
                 raise VenueRejected(f"the transfer would revert: {reason}; nothing was signed", code="reverted") from None
-            raise VenueRejected(f"gas estimation failed: {_first_line(exc)}", code="estimate_failed") from None
+            message = _rpc_message(exc)
+            if "insufficient funds" in message.lower() or "enough balance" in message.lower():
+                raise VenueRejected(f"insufficient funds for the amount and gas: {message}",
+                                    code="insufficient_funds") from None
+            raise VenueRejected(f"gas estimation failed: {message}", code="estimate_failed") from None
 
     def _fees(self) -> tuple[dict[str, int], bool]:
         """EIP-1559 fee fields when the chain has a base fee (and is not a legacy-gas chain), else a gas price."""

@@ -36,7 +36,7 @@ from tradeguard.backup.manifest import (
     seal_manifest,
 )
 from tradeguard.backup.snapshot import SnapshotInfo
-from tradeguard.backup.stream import Header, decrypt_stream, encrypt_stream
+from tradeguard.backup.stream import CHUNK_SIZE, Header, decrypt_stream, encrypt_stream
 from tradeguard.clock import isoformat, utcnow
 from tradeguard.errors import IntegrityError, NotFound, TradeguardError, ValidationError, WrongMasterKey
 
@@ -49,15 +49,48 @@ def new_backup_id() -> str:
     return f"tg-{utcnow().strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}"
 
 
+WORK_PREFIX = ".tradeguard-backup-"
+
+
 @contextmanager
 def work_dir(near: Path) -> Iterator[Path]:
-    """A private (0700) scratch directory in *near*, removed afterwards."""
+    """A private (0700) scratch directory in *near*, removed afterwards.
+
+    Its name carries the process id, so scratch directories a killed process
+    left behind (they may hold a plaintext snapshot) are removed by the next run.
+    """
     near.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=".tradeguard-backup-", dir=near))
+    remove_stale_work_dirs(near)
+    path = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=near))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_stale_work_dirs(near: Path) -> list[Path]:
+    """Delete scratch directories in *near* whose process is gone."""
+    removed = []
+    for path in near.glob(f"{WORK_PREFIX}*"):
+        try:
+            pid = int(path.name[len(WORK_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Counter:
@@ -124,12 +157,15 @@ def write_backup(
     reason: str = "manual",
     backup_id: str | None = None,
     progress: Progress | None = None,
+    chunk_size: int = CHUNK_SIZE,
 ) -> Manifest:
     """Compress, encrypt and store *source* on *target*; the manifest goes last."""
+    from tradeguard.vault import crash_point
+
     backup_id = backup_id or new_backup_id()
     created_at = isoformat(utcnow())
     salt = os.urandom(32)
-    data_header = Header(backup_id, "data", key.key_id, key.wrapped_key, key.kdf_params, salt, created_at)
+    data_header = Header(backup_id, "data", key.key_id, key.wrapped_key, key.kdf_params, salt, created_at, chunk_size)
     plain = _Counter(progress, "backup", source.size)
     packed = _Counter()
     stored = _Counter()
@@ -160,6 +196,7 @@ def write_backup(
             audit_seq=source.info.audit_seq,
             audit_head=source.info.audit_head,
         )
+        crash_point("backup-before-manifest")  # tests: SIGKILL between the data and the manifest
         manifest_header = Header(backup_id, "manifest", key.key_id, key.wrapped_key, key.kdf_params, salt, created_at)
         target.put(manifest_name(backup_id), io.BytesIO(seal_manifest(key.key, manifest_header, manifest)))
     except BaseException:

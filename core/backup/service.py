@@ -12,6 +12,7 @@ from tradeguard.backup import pipeline, restore, retention
 from tradeguard.backup.keys import backup_key_for
 from tradeguard.backup.manifest import data_name, manifest_name
 from tradeguard.backup.snapshot import PgDump, sqlite_snapshot
+from tradeguard.backup.stream import CHUNK_SIZE
 from tradeguard.backup.targets import default_target_url, open_target
 from tradeguard.clock import parse_iso, utcnow
 from tradeguard.errors import IntegrityError, NotFound, TradeguardError, ValidationError
@@ -25,6 +26,9 @@ PARTIAL_MAX_AGE = 3600.0
 
 class Backups(Service):
     """Encrypted, verified backups of this installation (see docs/backups.md)."""
+
+    #: Plaintext bytes per encrypted chunk of new backups (tests use small chunks).
+    chunk_size: int = CHUNK_SIZE
 
     # -- targets --------------------------------------------------------------------------
 
@@ -88,7 +92,7 @@ class Backups(Service):
 
     def _write(self, tgt: Any, key: Any, source: pipeline.Source, reason: str, version: str, progress: Any) -> Any:
         return pipeline.write_backup(tgt, key, source, tradeguard_version=version, source_url=redact_url(self.engine.url),
-                                     reason=reason, progress=progress)
+                                     reason=reason, progress=progress, chunk_size=self.chunk_size)
 
     def _checkpoint_audit(self) -> None:
         checkpoint = getattr(getattr(self.engine, "audit", None), "checkpoint", None)
@@ -185,13 +189,27 @@ class Backups(Service):
                 restore.replace_sqlite(verified.path, db_path)
             else:
                 restore.restore_postgres_into(self.engine.db, verified.path, verified, self.master_key, work)
-        self._after_restore(tgt.url, backup_id)
+        if self.master_key is not None:  # the restored database may hold other (older) vault keys
+            self.engine.vault.lock()
+            self.engine.vault.unlock(self.master_key, actor="backup", checkpoint=False)
+        self._after_restore(tgt.url, verified.opened.manifest)
         return {**verified.report, "restored_to": redact_url(self.engine.url), "in_place": True}
 
     @in_engine_db
-    def _after_restore(self, target_url: str, backup_id: str) -> None:
+    def _after_restore(self, target_url: str, manifest: Any) -> None:
+        """In the restored database: the backup it came from is verified; the restore is audited."""
+        from tradeguard.storage.models import Backup
+
         with self.engine.db.atomic():
-            audit.append("backup", "backup.restore", f"backup:{backup_id}", {"target": target_url, "in_place": True})
+            updated = Backup.update(status="verified", verified_at=utcnow()).where(
+                (Backup.target == target_url) & (Backup.name == manifest.backup_id)).execute()
+            if not updated:
+                Backup.create(target=target_url, name=manifest.backup_id, size=manifest.data_size,
+                              sha256=manifest.snapshot_sha256, db_kind=manifest.db_kind,
+                              schema_version=manifest.schema_version, audit_head=manifest.audit_head,
+                              audit_seq=manifest.audit_seq, status="verified", created_at=parse_iso(manifest.created_at),
+                              verified_at=utcnow())
+            audit.append("backup", "backup.restore", f"backup:{manifest.backup_id}", {"target": target_url, "in_place": True})
 
     # -- prune ----------------------------------------------------------------------------
 

@@ -54,6 +54,8 @@ def sqlite_snapshot(source: Path, dest: Path) -> SnapshotInfo:
         dst.execute("PRAGMA journal_mode=OFF")  # a scratch file: durability comes from the target
         dst.execute("PRAGMA synchronous=OFF")
         src.backup(dst)  # pages=-1: one step, one read transaction, a consistent copy
+        # A self-contained file: rollback-journal mode, so opening it never leaves -wal/-shm files beside it.
+        dst.execute("PRAGMA journal_mode=DELETE")
     finally:
         dst.close()
         src.close()

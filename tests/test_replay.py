@@ -86,3 +86,29 @@ def test_replay_bad_input(sqlite_cli):
     assert missing.exit_code == 2 and "no account named 'ghost'" in missing.stderr
     bad = sqlite_cli("replay", "ghost", "--since", "2026-02-01", "--until", "2026-01-01")
     assert bad.exit_code == 2 and "--until must be later than --since" in bad.stderr
+
+
+def test_orders_placed_through_the_engine_replay_ok_and_report_agrees(engine):
+    from orders_helpers import paper_account
+
+    venue = paper_account(engine, "live-path", price="100", capital="10000")
+    engine.place_order("live-path", "BTC/USDT", "buy", "2")
+    venue.set_price("BTC/USDT", "110")
+    engine.place_order("live-path", "BTC/USDT", "sell", "1")
+    venue.set_price("BTC/USDT", "90")
+    engine.place_order("live-path", "BTC/USDT", "sell", "0.5")
+    engine.place_order("live-path", "ETH/USDT", "buy", "1", type="limit", price="1")  # rests, no fill
+    result = engine.reports.replay("live-path")
+    assert result.ok, result.differences
+    assert result.fills_replayed == 3
+    with use_database(engine.db):
+        trades = list(Trade.select())
+        stored = Position.get(Position.symbol == "BTC/USDT")
+        account = engine.accounts.get("live-path")
+    summary = engine.reports.report("live-path").summary
+    assert summary["realized_pnl"] == sum(t.realized_pnl for t in trades) == stored.realized_pnl
+    assert summary["fees"] == sum(t.fee for t in trades)
+    # the report's cash model is the order path's: equity = stored cash + position at the last fill price
+    last_price = trades[-1].price
+    assert summary["equity_end"] == account.current_cash + stored.quantity * last_price
+    assert summary["total_pnl"] == summary["equity_end"] - 10000

@@ -186,8 +186,9 @@ class Sync(Service):
         try:
             adapter = self._adapter(account)
             calls_before = int(getattr(adapter, "api_calls", 0) or 0)
-            state = self._fetch(account, adapter)
-            result.reconciled = self._reconcile(account)
+            balances = list(adapter.fetch_balance())
+            self._reconcile(account, result)
+            state = self._fetch(account, adapter, balances)
             self._apply(account, adapter, state, result, previous=balance_before)
             balance_after = {b.asset: plain(b.total) for b in state.balances}
             positions_after = _positions(Account.get_by_id(account.id))
@@ -222,18 +223,19 @@ class Sync(Service):
                 )
         return self.engine.exchange_for(account.name)
 
-    def _fetch(self, account: Account, adapter: Any) -> _VenueState:
+    def _fetch(self, account: Account, adapter: Any, balances: list[Balance]) -> _VenueState:
         notes: list[str] = []
         caps = getattr(adapter, "capabilities", frozenset())
-        balances = list(adapter.fetch_balance())
         positions = list(adapter.fetch_positions()) if CAP_POSITIONS in caps else []
-        open_orders = list(adapter.fetch_open_orders())
+        # reconciliation just imported the venue's open orders: the database has them now
+        open_orders = [_venue_view(o) for o in Order.select().where(
+            (Order.account == account.id) & (Order.status.in_([OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED])))]
         since = account.last_balance_sync - FILL_OVERLAP if account.last_balance_sync else None
-        fills = self._fetch_fills(account, adapter, balances, positions, open_orders, since)
-        orders_by_id = {o.exchange_order_id: o for o in open_orders if o.exchange_order_id}
+        unique = {f.trade_id: f for f in self._fetch_fills(account, adapter, balances, positions, open_orders, since)}
+        fills = [f for f in unique.values() if not _known_trade(account, f.trade_id)]
+        orders_by_id: dict[str, VenueOrder] = {}
         known = _known_exchange_ids(account, {f.exchange_order_id for f in fills if f.exchange_order_id})
-        unknown = sorted({f.exchange_order_id for f in fills if f.exchange_order_id and f.exchange_order_id not in known
-                          and f.exchange_order_id not in orders_by_id})
+        unknown = sorted({f.exchange_order_id for f in fills if f.exchange_order_id and f.exchange_order_id not in known})
         symbol_of = {f.exchange_order_id: f.symbol for f in fills}
         for order_id in unknown[:MAX_ORDER_LOOKUPS]:
             try:
@@ -275,18 +277,13 @@ class Sync(Service):
                 symbols.add(symbol)
         return {s for s in symbols if s in markets}
 
-    def _reconcile(self, account: Account) -> int:
-        """The order path's reconciliation of the orders the database already knows."""
-        reconcile = getattr(self.engine, "reconcile", None)
-        if reconcile is None:
-            return 0
-        outcome = reconcile(account.name)
-        if isinstance(outcome, int):
-            return outcome
-        try:
-            return len(outcome)
-        except TypeError:
-            return 0
+    def _reconcile(self, account: Account, result: SyncResult) -> None:
+        """The order path's own reconciliation (`Engine.reconcile`): known orders, open orders, their fills."""
+        report = self.engine.reconcile(account.name)
+        result.reconciled = int(report.get("updated", 0)) + int(report.get("failed", 0))
+        result.imported_orders += int(report.get("imported_orders", 0))
+        result.imported_fills += int(report.get("imported_fills", 0))
+        result.notes.extend(str(e) for e in report.get("errors", ()))
 
     # -- database ----------------------------------------------------------------------------
 
@@ -299,8 +296,8 @@ class Sync(Service):
         previous_at = _latest_snapshot_time(account)
         with _account_lock(self.engine.db, account.id) as tx:
             account = Account.get_by_id(account.id)
-            result.imported_orders = self._import_orders(account, state, tx)
-            result.imported_fills = self._import_fills(account, state, fill_usd, tx)
+            result.imported_orders += self._import_orders(account, state, tx)
+            result.imported_fills += self._import_fills(account, state, fill_usd, tx)
             flows = self._record_transfers(account, state, transfer_usd, tx)
             now = utcnow()
             unexplained = self._record_unexplained(account, state, previous, previous_at, usd, now, tx)
@@ -324,10 +321,11 @@ class Sync(Service):
         result.balances = len(state.balances)
         result.open_orders = len(state.open_orders)
         result.balance_usd = None if total_usd is None else plain(total_usd)
-        result.notes = state.notes
+        result.notes.extend(state.notes)
 
     def _import_orders(self, account: Account, state: _VenueState, tx: Any) -> int:
-        """Venue orders (open ones, and those fills point at) the database lacks: import and flag them."""
+        """Orders that new fills point at and the database lacks (done by hand, or lost with an older
+        backup): import and flag them with their venue state, so their fills have an order."""
         count = 0
         for order in state.orders_by_id.values():
             if _find_order(account, order.exchange_order_id, order.client_order_id) is not None:
@@ -363,6 +361,8 @@ class Sync(Service):
             if Trade.select(Trade.id).where((Trade.account == account.id) & (Trade.exchange_trade_id == fill.trade_id)).exists():
                 continue
             order = _find_order(account, fill.exchange_order_id, fill.client_order_id)
+            if order is not None and not order.imported:
+                continue  # an order tradeguard follows: its fills come through its own update (reconcile)
             trade = apply_fill(account, order, fill, imported=True)
             if trade is None:
                 state.notes.append(f"fill {fill.trade_id} not applied (exceeds its order's quantity)")
@@ -502,6 +502,17 @@ def _find_order(account: Account, exchange_order_id: str | None, client_order_id
     if client_order_id:
         return Order.get_or_none((Order.account == account.id) & (Order.client_order_id == client_order_id))
     return None
+
+
+def _known_trade(account: Account, trade_id: str) -> bool:
+    return Trade.select(Trade.id).where((Trade.account == account.id) & (Trade.exchange_trade_id == trade_id)).exists()
+
+
+def _venue_view(order: Order) -> VenueOrder:
+    """A database order as a VenueOrder (symbols and counts for the sync's own bookkeeping)."""
+    return VenueOrder(client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id,
+                      symbol=order.symbol, side=order.side, type=order.type, quantity=order.quantity,
+                      status=order.status, price=order.price, filled=min(order.filled_quantity, order.quantity))
 
 
 def _known_exchange_ids(account: Account, ids: Iterable[str]) -> set[str]:

@@ -55,6 +55,9 @@ def install(engine: Any, account: str, venue: str) -> cr.ReplayTransport:
     adapter._sleep = _no_sleep
     adapter.client.enableRateLimit = False
     transport = cr.ReplayTransport.for_venue(venue)
+    if venue == "binance":  # no deposits or withdrawals unless a test adds some
+        transport.add("GET", r"^/sapi/v1/capital/deposit/hisrec$", body=[])
+        transport.add("GET", r"^/sapi/v1/capital/withdraw/history$", body=[])
     transport.install(adapter.client)
     return transport
 

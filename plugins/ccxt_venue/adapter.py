@@ -69,7 +69,7 @@ COMMON_SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
-_PRODUCTION_HOSTS: dict[str, frozenset[str]] = {}
+_PROBES: dict[str, Any] = {}
 
 
 def check_endpoint(url: str | None) -> str | None:
@@ -236,12 +236,17 @@ class CcxtExchange:
         )
 
     @classmethod
+    def _probe(cls) -> Any:
+        """A credential-less ccxt instance of the venue (its URLs and ``has`` table), one per process."""
+        if cls.ccxt_id not in _PROBES:
+            _PROBES[cls.ccxt_id] = getattr(ccxt_module(), cls.ccxt_id)()
+        return _PROBES[cls.ccxt_id]
+
+    @classmethod
     def production_hosts(cls) -> set[str]:
         """The venue's mainnet API hosts (lower case)."""
-        if cls.ccxt_id not in _PRODUCTION_HOSTS:
-            probe = getattr(ccxt_module(), cls.ccxt_id)()
-            _PRODUCTION_HOSTS[cls.ccxt_id] = frozenset(_hosts(probe.urls["api"], probe))
-        return set(_PRODUCTION_HOSTS[cls.ccxt_id])
+        probe = cls._probe()
+        return _hosts(probe.urls["api"], probe)
 
     def _count_calls(self, client: Any) -> None:
         original = client.fetch2
@@ -254,7 +259,7 @@ class CcxtExchange:
 
     def _capabilities(self) -> frozenset[str]:
         caps = set()
-        has = getattr(self._ccxt_class(), "has", None) or {}
+        has = self._probe().has
         if self.market_type != "spot" and has.get("fetchPositions"):
             caps.add(CAP_POSITIONS)
         if has.get("fetchDeposits") and has.get("fetchWithdrawals"):

@@ -441,3 +441,23 @@ def test_keystore_export_and_import(eng, tmp_path, home, w3):
         signature = other.wallets.sign_message("carol", "same key")["signature"]
         assert Account.recover_message(encode_defunct(text="same key"), signature=signature) == KNOWN_ADDRESS
         assert audit_actions(other)[:2] == ["wallet.add", "wallet.import_keystore"]
+
+
+def test_transfer_records_on_both_backends(db_url, home, w3):
+    """The transfer row, nonce state, cash flow and audit entries on SQLite and PostgreSQL."""
+    with open_engine(db_url, home, [InProcessWallets(w3)]) as engine:
+        engine.accounts.add("alice", "paper")
+        address = add_wallet(engine)["address"]
+        fund(w3, address, wei("1"))
+        engine.wallets.set_limits("alice", daily={"ETH": "0.5"})
+        result = engine.wallets.send("alice", KNOWN_ADDRESS, "0.000000000000000001")
+        assert result["status"] == "confirmed"
+        with pytest.raises(RiskRejected):
+            engine.wallets.send("alice", KNOWN_ADDRESS, "0.5")
+        (row,) = transfer_rows(engine)
+        assert row.quantity == Decimal("1E-18") and row.gas_used == 21000 and row.block_number == result["block_number"]
+        assert nonce_state(engine) == {f"nonce:{TESTER_CHAIN_ID}:{address}": {"next": 1}}
+        with use_database(engine.db):
+            assert CashFlow.get().amount == Decimal("1E-18")
+        report = engine.audit.verify()
+        assert report.ok and report.keyed, report.message  # the wallet's entries are part of the sealed chain

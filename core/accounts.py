@@ -13,6 +13,7 @@ from tradeguard.clock import utcnow
 from tradeguard.errors import NotFound, ValidationError
 from tradeguard.money import non_negative, plain, positive, to_decimal
 from tradeguard.service import Service, in_engine_db
+from tradeguard.orders.locking import write_transaction
 from tradeguard.storage.models import Account, AuditLog, Order, Trade
 from tradeguard.types import TradingMode
 
@@ -117,7 +118,7 @@ class Accounts(Service):
             raise ValidationError(f"unknown limit(s): {', '.join(sorted(unknown))}")
         capital = non_negative(initial_capital, "initial_capital") if initial_capital is not None else Decimal(0)
         live = mode is TradingMode.LIVE
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):  # SQLite: take the write lock at BEGIN
             if Account.select().where(Account.name == name).exists():
                 raise ValidationError(f"an account named {name!r} already exists")
             account = Account.create(
@@ -181,7 +182,7 @@ class Accounts(Service):
                 raise ValidationError(f"cannot set {key!r} on an account")
         if not parsed:
             raise ValidationError("nothing to change: give at least one option")
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):  # SQLite: take the write lock at BEGIN
             account = self.get(name)
             old = {key: _jsonable(getattr(account, key)) for key in parsed}
             for key, value in parsed.items():
@@ -200,7 +201,7 @@ class Accounts(Service):
         Returns ``"deleted"`` or ``"archived"``; an archived account keeps its
         orders, trades and audit entries.
         """
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):  # SQLite: take the write lock at BEGIN
             account = self.get(name)
             has_history = (
                 Order.select().where(Order.account == account).exists()

@@ -83,15 +83,7 @@ class BaseModel(peewee.Model):
 
 
 class SqliteDatabase(peewee.SqliteDatabase):
-    """SQLite with WAL, a busy timeout, foreign keys, synchronous=FULL and the DECIMAL collation.
-
-    Transactions begin IMMEDIATE (the single writer lock up front): a
-    read-then-write transaction in one thread then waits for another thread's
-    writer instead of failing with "database is locked"."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("lock_type", "IMMEDIATE")
-        super().__init__(*args, **kwargs)
+    """SQLite with WAL, a busy timeout, foreign keys, synchronous=FULL and the DECIMAL collation."""
 
     def _add_conn_hooks(self, conn: Any) -> None:
         super()._add_conn_hooks(conn)

@@ -158,12 +158,25 @@ class Sync(Service):
                     log.exception("sync progress callback failed")
             return result
 
+        if workers > 1:
+            self._prepare_adapters(names)
         if workers == 1:
             results = [one(name) for name in names]
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tradeguard-sync") as pool:
                 results = list(pool.map(one, names))
         return sorted(results, key=lambda r: r.account)
+
+    @in_engine_db
+    def _prepare_adapters(self, names: Sequence[str]) -> None:
+        """Build each account's venue client (decrypting its secrets: audited writes) one at a time,
+        before the pool starts; a failure here is reported by that account's own sync."""
+        for name in names:
+            try:
+                adapter = self._adapter(self.engine.accounts.get(name))
+                getattr(adapter, "client", None)
+            except Exception as exc:  # noqa: BLE001 -- the worker reports it
+                log.debug("preparing the adapter of %s failed: %s", name, exc)
 
     @in_engine_db
     def account_names(self) -> list[str]:
@@ -243,7 +256,11 @@ class Sync(Service):
             except (TradeguardError, LookupError) as exc:
                 notes.append(f"order {order_id} not readable: {_one_line(exc)}")
         transfers: list[Mapping[str, Any]] = []
-        if CAP_CASH_FLOWS in caps and hasattr(adapter, "fetch_cash_flows") and account.last_balance_sync:
+        previous = _latest_balances(account)
+        changed = previous is not None and {b.asset: b.total for b in balances if b.total} != {
+            asset: Decimal(total) for asset, total in previous.items() if Decimal(total)}
+        if changed and CAP_CASH_FLOWS in caps and hasattr(adapter, "fetch_cash_flows") and account.last_balance_sync:
+            # only a changed balance can hide a deposit or withdrawal: unchanged ones cost no history calls
             try:
                 transfers = list(adapter.fetch_cash_flows(since=account.last_balance_sync - FILL_OVERLAP))
             except VenueError as exc:  # history is a nicety: without it, changes stay UNEXPLAINED
@@ -389,9 +406,15 @@ class Sync(Service):
             external_id = str(transfer["external_id"])[:128]
             if CashFlow.select().where((CashFlow.account == account.id) & (CashFlow.external_id == external_id)).exists():
                 continue
+            amount = Decimal(transfer["amount"])
+            fee = Decimal(transfer.get("fee") or 0)
+            note = None
+            if transfer["kind"] == "WITHDRAWAL" and fee:
+                amount += fee  # what left the account: the amount sent plus the network fee
+                note = f"includes a withdrawal fee of {plain(fee)} {transfer['asset']}"
             CashFlow.create(account=account.id, kind=transfer["kind"], asset=transfer["asset"],
-                            amount=Decimal(transfer["amount"]), usd_value=usd.get(transfer["external_id"]),
-                            external_id=external_id, source="venue",
+                            amount=amount, usd_value=usd.get(transfer["external_id"]),
+                            external_id=external_id, source="venue", note=note,
                             occurred_at=transfer.get("timestamp") or utcnow())
             tx.audit("sync", "cash_flow.record", f"account:{account.name}",
                      {"kind": transfer["kind"], "asset": transfer["asset"], "amount": plain(Decimal(transfer["amount"])),
@@ -458,7 +481,9 @@ class Sync(Service):
     def _log(self, account: Account, result: SyncResult, source: str, started_at: datetime,
              balance_before: Mapping[str, str] | None, balance_after: Mapping[str, str] | None,
              positions_before: Mapping[str, str], positions_after: Mapping[str, str] | None) -> SyncLog:
-        with self.engine.db.atomic():
+        from tradeguard.orders.locking import write_transaction
+
+        with write_transaction(self.engine.db):
             row = SyncLog.create(
                 account=account.id, sync_type="full", source=source[:20], status=result.status,
                 balance_before=dict(balance_before or {}), balance_after=balance_after,

@@ -9,8 +9,10 @@ guessed: an asset that cannot be priced has no USD value (None).
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Hashable
 
 from tradeguard.errors import TradeguardError
 from tradeguard.types import Fill
@@ -20,6 +22,17 @@ log = logging.getLogger("tradeguard.valuation")
 #: Assets valued at exactly 1 USD.
 USD_STABLE = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI", "TUSD", "USDP", "PYUSD"})
 QUOTES = ("USDT", "USD", "USDC")
+#: Seconds a price fetched for one account is reused for other accounts on the same venue.
+SHARED_PRICE_TTL = 30.0
+
+_shared: dict[tuple[Hashable, str], tuple[float, Decimal | None]] = {}
+_shared_lock = threading.Lock()
+
+
+def clear_price_cache() -> None:
+    """Forget the prices shared between accounts (tests)."""
+    with _shared_lock:
+        _shared.clear()
 
 
 class UsdPricer:
@@ -35,8 +48,23 @@ class UsdPricer:
         if asset in USD_STABLE:
             return Decimal(1)
         if asset not in self._prices:
-            self._prices[asset] = self._lookup(asset)
+            self._prices[asset] = self._shared_lookup(asset)
         return self._prices[asset]
+
+    def _shared_lookup(self, asset: str) -> Decimal | None:
+        """Accounts on the same venue (``adapter.price_cache_key``) share a price for a few seconds."""
+        key = getattr(self.adapter, "price_cache_key", None)
+        if key is None:
+            return self._lookup(asset)
+        now = time.monotonic()
+        with _shared_lock:
+            hit = _shared.get((key, asset))
+        if hit is not None and now - hit[0] < SHARED_PRICE_TTL:
+            return hit[1]
+        price = self._lookup(asset)
+        with _shared_lock:
+            _shared[(key, asset)] = (now, price)
+        return price
 
     def _lookup(self, asset: str) -> Decimal | None:
         try:

@@ -19,6 +19,7 @@ import ccxt_venue_helpers as h
 from tradeguard import Engine
 from tradeguard.errors import VenueRejected
 from tradeguard.plugins.ccxt_venue import clear_market_cache
+from tradeguard.valuation import clear_price_cache
 from tradeguard.storage.models import Order, Trade
 from tradeguard.types import OrderStatus
 
@@ -28,6 +29,7 @@ MASTER_KEY = "base64:" + base64.b64encode(b"o" * 32).decode()
 @pytest.fixture
 def live(tmp_path, home):
     clear_market_cache()
+    clear_price_cache()
     with Engine.open(f"sqlite:///{tmp_path / 'tg.db'}", home=home, master_key=MASTER_KEY, load_entrypoints=False) as engine:
         engine.accounts.add("live", "binance", mode="live", mainnet=True)
         engine.accounts.set("live", trading_enabled=True, require_confirmation=False)
@@ -42,6 +44,7 @@ def live(tmp_path, home):
         transport.clear()
         yield engine, transport
     clear_market_cache()
+    clear_price_cache()
 
 
 def _query_answer(request: cr.RecordedRequest) -> dict:

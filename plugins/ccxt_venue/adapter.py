@@ -311,6 +311,11 @@ class CcxtExchange:
     def _markets_key(self) -> tuple:
         return (self.ccxt_id, self.testnet, self.api_base_url, self.market_type)
 
+    @property
+    def price_cache_key(self) -> tuple:
+        """Accounts with the same key see the same public prices (`tradeguard.valuation`)."""
+        return self._markets_key()
+
     def load_markets(self, reload: bool = False) -> Mapping[str, Market]:
         """Markets by symbol; cached per process (shared across accounts), *reload* refreshes."""
         client = self.client

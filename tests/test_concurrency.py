@@ -28,7 +28,7 @@ def run_workers(url: str, home: Path, *, lock: bool) -> list[dict]:
     env.pop("TRADEGUARD_TEST_DISABLE_ACCOUNT_LOCK", None)
     if not lock:
         env["TRADEGUARD_TEST_DISABLE_ACCOUNT_LOCK"] = "1"
-    start_at = time.time() + 4.0  # every process imported and connected before the first order
+    start_at = time.time() + 3.0  # every process imported and connected before the first order
     helper = Path(__file__).parent / "orders_helpers.py"
     procs = [subprocess.Popen([sys.executable, str(helper), url, str(home), "shared", str(ORDERS_EACH), str(start_at)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)

@@ -286,10 +286,12 @@ def check_trading_state(engine: Any) -> Check:
         parts.append(f"installation {installation}")
     parts += [f"{name} {state}" for name, state in held]
     if parts:
-        who = "ACCOUNT" if held else ""
+        fixes = [f"tradeguard resume {name} --by NAME" for name, _ in held]
+        if installation != "ACTIVE":
+            fixes.insert(0, "tradeguard resume --all --by NAME")
         return Check("trading_state", WARN, ", ".join(parts),
-                     f"once the cause is understood: tradeguard resume {who}".rstrip()
-                     + " (see `tradeguard state`)", {"installation": installation, "accounts": dict(held)})
+                     "once the cause is understood (`tradeguard state`): " + "; ".join(fixes),
+                     {"installation": installation, "accounts": dict(held)})
     return Check("trading_state", OK, "installation and every account ACTIVE")
 
 

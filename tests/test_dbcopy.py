@@ -245,3 +245,30 @@ def test_a_killed_copy_leaves_the_target_marked_incomplete(cli, db_url, other_ur
     assert again["replaced"] is False
     with open_engine(other_url, home) as copy:
         assert len(copy.accounts.list()) == 2
+
+
+def test_a_row_the_target_refuses_rolls_the_copy_back(cli, db_url, other_url, home, populated, monkeypatch):
+    """A failure inside the copy transaction: one clear line, exit 1, the target marked incomplete, no rows."""
+    import tradeguard.dbcopy as dbcopy
+
+    real = dbcopy._db_values
+
+    def corrupt(fields, values):
+        row = list(real(fields, values))
+        if fields[0].model is Account:
+            row[[f.name for f in fields].index("name")] = None  # NOT NULL
+        return tuple(row)
+
+    monkeypatch.setattr(dbcopy, "_db_values", corrupt)
+    result = cli("db", "copy", "--to", other_url)
+    assert result.exit_code == 1 and "copying table account failed" in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+    assert "Traceback" not in result.stderr
+    target = connect(other_url)
+    try:
+        counts = table_counts(target)
+        assert counts["account"] == 0 and counts["vault_key"] == 0
+    finally:
+        target.close()
+    with pytest.raises(IncompleteCopy):
+        Engine.open(other_url, home=home, load_entrypoints=False)

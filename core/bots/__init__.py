@@ -1,0 +1,1 @@
+"""Bots shipped with tradeguard (used by `tradeguard demo`)."""

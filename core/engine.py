@@ -163,12 +163,13 @@ class Engine:
             return
         self._closed = True
         self.vault.lock()
-        for adapter in list(self._adapters.values()):
+        with self._lock:  # no adapter is built while they are closed (see _adapter)
+            adapters, self._adapters = list(self._adapters.values()), {}
+        for adapter in adapters:
             try:
                 adapter.close()
             except Exception:
                 log.exception("closing adapter %r failed", adapter)
-        self._adapters.clear()
         self.orders.venues.close()
         unregister_open(self.db)
         try:
@@ -223,8 +224,8 @@ class Engine:
     def _adapter(self, kind: str, account_name: str) -> Any:
         from tradeguard.adapters import build_adapter
 
-        self._check_open()
         with self._lock:
+            self._check_open()
             adapter = self._adapters.get((kind, account_name))
             if adapter is None:
                 adapter = self._adapters[(kind, account_name)] = build_adapter(self, kind, account_name)

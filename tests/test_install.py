@@ -152,9 +152,14 @@ def test_plugin_switches_through_the_installed_cli(installed: Installation, fres
     assert only["errors"][0]["plugin"] == "something_else"
 
 
+_help: dict[tuple[str, ...], bool] = {}
+
+
 def has_command(installed: Installation, home: Path, *words: str) -> bool:
-    result = tradeguard(installed, home, *words, "--help")
-    return result.returncode == 0
+    """Whether the installed CLI has ``tradeguard WORDS…`` (asked once per session)."""
+    if words not in _help:
+        _help[words] = tradeguard(installed, home, *words, "--help").returncode == 0
+    return _help[words]
 
 
 def test_risk_rules_shows_the_example_rule(installed: Installation, fresh_home: Path) -> None:

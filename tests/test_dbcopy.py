@@ -272,3 +272,12 @@ def test_a_row_the_target_refuses_rolls_the_copy_back(cli, db_url, other_url, ho
         target.close()
     with pytest.raises(IncompleteCopy):
         Engine.open(other_url, home=home, load_entrypoints=False)
+
+
+def test_a_password_in_argv_is_warned_about_and_never_printed(cli, db_url, tmp_path, populated):
+    url = "postgresql://someone:hunter2secret@127.0.0.1:1/nowhere"
+    result = cli("db", "copy", "--to", url)
+    assert result.exit_code == 1 and "process list" in result.stderr
+    assert "hunter2secret" not in result.output
+    from_env = cli("db", "copy", env={"TRADEGUARD_COPY_TO": url})
+    assert from_env.exit_code == 1 and "process list" not in from_env.stderr and "hunter2secret" not in from_env.output

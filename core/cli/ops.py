@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlparse
 
 import click
+from click.core import ParameterSource
 
 from tradeguard.cli.output import CliState, emit_json, fail, json_option, pass_state, table
 from tradeguard.errors import EXIT_BAD_INPUT, EXIT_RUNTIME
@@ -24,6 +26,10 @@ def db_copy(state: CliState, target_url: str, force: bool, yes: bool) -> None:
     from tradeguard.dbcopy import copy_installation, inspect_target, same_database
     from tradeguard.storage import connect
 
+    ctx = click.get_current_context()
+    if urlparse(target_url).password and ctx.get_parameter_source("target_url") == ParameterSource.COMMANDLINE:
+        click.echo("warning: the target's password is visible in the process list; use ~/.pgpass, PGPASSWORD "
+                   "or TRADEGUARD_COPY_TO", err=True)
     engine = _open_without_key(state, check_schema=True)  # no master key: the copy only reads rows
     if same_database(engine.url, target_url):
         fail("the target is the source database: copy to another database", EXIT_BAD_INPUT)

@@ -542,3 +542,32 @@ def test_adapter_config_carries_testnet_and_api_base_url(venue_engine: Engine) -
     assert config.testnet is False and config.api_base_url == "https://testnet.example.com"
     with pytest.raises(TypeError):
         config.settings["region"] = "us"  # read-only
+
+
+def test_duplicate_at_the_cli_is_one_clear_line(dists, sqlite_cli) -> None:
+    dists.add("tg-fancy", "1.0", "fancy", DUPLICATE_OF_BUILTIN)
+    result = sqlite_cli("plugins", env={"TRADEGUARD_DISABLE_PLUGINS": "0"})
+    assert result.exit_code == 1
+    assert result.stderr == ("error: exchange 'paper' registered twice: by plugin 'paper' (builtin) "
+                             "and by plugin 'fancy' (tg-fancy 1.0)\n")
+    # The way out the message implies: leave the plugin out.
+    assert sqlite_cli("plugins", env={"TRADEGUARD_DISABLE_PLUGINS": "1"}).exit_code == 0
+
+
+def test_adapter_is_built_once_for_concurrent_threads(venue_engine: Engine) -> None:
+    import threading
+
+    venue_engine.accounts.add("a", "vv", settings={"region": "eu"})
+    seen: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def work() -> None:
+        barrier.wait()
+        seen.append(id(venue_engine.exchange_for("a")))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 8 and len(set(seen)) == 1

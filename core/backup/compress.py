@@ -81,7 +81,7 @@ class IterReader(io.RawIOBase):
 _DONE = object()
 
 
-def threaded(source: Iterable[T], depth: int = 4, name: str = "tradeguard-backup-stage") -> Iterator[T]:
+def threaded(source: Iterable[T], depth: int = 2, name: str = "tradeguard-backup-stage") -> Iterator[T]:
     """Run *source* in a background thread, handing items over through a bounded queue.
 
     Stages of the backup pipeline overlap this way (hashing and reading, zstd,

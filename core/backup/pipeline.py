@@ -353,7 +353,7 @@ def list_backups(target: Any, master_key: Any = None) -> list[dict[str, Any]]:
     for backup_id in orphans:
         if ID_PATTERN.match(backup_id):
             rows.append({"id": backup_id, "target": target.url, "created_at": None, "status": "incomplete"})
-    rows.sort(key=lambda r: r["id"], reverse=True)
+    rows.sort(key=lambda r: (r["created_at"] or "", r["id"]), reverse=True)
     return rows
 
 

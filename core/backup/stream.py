@@ -157,9 +157,11 @@ def encrypt_stream(data_key: bytes, header: Header, plaintext: Iterable[bytes]) 
         # Emit only when more than a chunk is buffered: the final chunk is never empty
         # (unless the whole stream is), so "last" is known when it is sealed.
         while len(buffer) > size:
-            yield aead.encrypt(nonce(counter, False), bytes(buffer[:size]), aad)
+            with memoryview(buffer) as view:  # no copy of the plaintext
+                sealed = aead.encrypt(nonce(counter, False), view[:size], aad)
             del buffer[:size]
             counter += 1
+            yield sealed
     yield aead.encrypt(nonce(counter, True), bytes(buffer), aad)
 
 

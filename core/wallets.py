@@ -7,8 +7,10 @@ accounts' on-chain wallets, with the same safety as orders.
 * A transfer passes the trading state (a HALTED account or installation
   refuses it, `EmergencyStopActive`) and the ``wallet_transfer_limits`` risk
   rule inside the account's lock; the nonce is allocated there too (the
-  larger of the node's pending count and the next nonce stored in
-  ``plugin_state``), the transaction is signed and written as a ``trade`` row
+  larger of the node's pending count and one past the highest nonce of the
+  wallet's transfer rows that are or may be on chain, so concurrent senders,
+  restarts and refused transactions never reuse a nonce or leave a gap), the
+  transaction is signed and written as a ``trade`` row
   (state ``signed``, with its hash and raw bytes) and committed *before* it
   is broadcast. After a crash, `settle` finds each unsettled transfer by its
   hash: mined ones are settled, pending ones waited for, and ones the node
@@ -47,13 +49,12 @@ from tradeguard.errors import (
     VenueUnavailable,
 )
 from tradeguard.money import plain, to_decimal
-from tradeguard.orders.locking import account_lock
+from tradeguard.orders.locking import account_lock, write_transaction
 from tradeguard.service import Service, in_engine_db
 from tradeguard.storage.models import (
     Account,
     BalanceSnapshot,
     CashFlow,
-    PluginState,
     RiskLog,
     RiskRuleConfig,
     Trade,
@@ -177,7 +178,7 @@ class Wallets(Service):
         plain_names = {s.name for s in registration.settings if not s.secret}
         validate_settings(registration.settings, {k: v for k, v in settings.items() if k in plain_names},
                           owner=f"wallet {plugin}")
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):
             self.engine.vault.set_credentials(acct.name, {KEY_FIELD: key}, actor=actor)
             Account.update(wallet_address=address, wallet_network=net.name, settings=settings,
                            updated_at=utcnow()).where(Account.id == acct.id).execute()
@@ -242,7 +243,7 @@ class Wallets(Service):
                 settings.pop(key, None)
             else:
                 settings[key] = checked[key]
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):
             Account.update(settings=settings, updated_at=utcnow()).where(Account.id == acct.id).execute()
             audit.append(actor, "wallet.set", f"account:{acct.name}",
                          {"old": old, "new": {k: shown(k, settings.get(k)) for k in values}})
@@ -267,7 +268,8 @@ class Wallets(Service):
             raise ValidationError(f"{target} exists: choose another path (or --force)")
         if not target.parent.is_dir():
             raise ValidationError(f"directory {target.parent} does not exist")
-        secrets = self.engine.vault.secrets_for(acct.name, purpose="wallet:export-keystore", actor=actor)
+        with write_transaction(self.engine.db):  # the decryption is audited
+            secrets = self.engine.vault.secrets_for(acct.name, purpose="wallet:export-keystore", actor=actor)
         key = secrets.get(KEY_FIELD)
         if not key:
             raise ValidationError(f"account {acct.name!r} has no stored wallet key")
@@ -289,7 +291,7 @@ class Wallets(Service):
             if tmp.exists():
                 tmp.unlink()
             raise
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):
             audit.append(actor, "wallet.export_keystore", f"account:{acct.name}",
                          {"address": acct.wallet_address, "path": str(target)})
         return {"account": acct.name, "address": acct.wallet_address, "path": str(target)}
@@ -322,7 +324,7 @@ class Wallets(Service):
         stated = str(keystore.get("address") or "").lower().removeprefix("0x")
         if stated and stated != result["address"][2:].lower():
             log.warning("keystore %s states address 0x%s but its key is %s", source, stated, result["address"])
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):
             audit.append(actor, "wallet.import_keystore", f"account:{result['account']}",
                          {"address": result["address"], "path": str(source)})
         return result
@@ -362,7 +364,7 @@ class Wallets(Service):
         allowed = [a for a in allowed if a not in removed]
         new = {"daily_limits": ",".join(f"{k}={plain(v)}" for k, v in sorted(limits.items())),
                "allowed_destinations": ",".join(allowed)}
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):
             RiskRuleConfig.insert(account=acct.id, rule=RULE_NAME, enabled=enabled, settings=new,
                                   updated_at=utcnow()).on_conflict(
                 conflict_target=[RiskRuleConfig.account, RiskRuleConfig.rule],
@@ -380,7 +382,7 @@ class Wallets(Service):
         resolved = wallet.resolve_asset(asset)
         amount = wallet.balance_of(resolved)
         if record:
-            with self.engine.db.atomic():
+            with write_transaction(self.engine.db):
                 BalanceSnapshot.create(account=acct.id, asset=resolved.symbol[:16], free=amount, used=Decimal(0),
                                        total=amount, source="chain")
                 Account.update(last_balance_sync=utcnow()).where(Account.id == acct.id).execute()
@@ -418,15 +420,17 @@ class Wallets(Service):
                    timeout: float | None) -> dict[str, Any]:
         acct = self._wallet_account(account)
         request = TransferRequest(acct.name, str(to or "").strip(), to_decimal(amount, "amount"), str(asset or ""))
+        self._settle_stale(acct, actor)
         try:
             self._check_state(acct)
         except EmergencyStopActive as exc:
-            with self.engine.db.atomic():
+            with write_transaction(self.engine.db):
                 audit.append(actor, "wallet.send_refused", f"account:{acct.name}",
                              {"to": request.to, "amount": request.amount, "asset": request.asset, "reason": str(exc)})
             raise
         wallet = self.engine.wallet_for(acct.name)
-        wallet.unlock()  # decrypt (and audit) the key now, outside the account lock
+        with write_transaction(self.engine.db):  # the vault audits the decryption: take the write lock first
+            wallet.unlock()  # decrypt the key now, outside the account lock
         prepared = wallet.prepare_transfer(request)
         chain_nonce = wallet.pending_nonce()
         blocked: Exception | None = None
@@ -453,11 +457,8 @@ class Wallets(Service):
                     RiskLog.create(account=acct.id, rule=decision.rule, event_type="WARNING", severity="WARNING",
                                    message=decision.reason, action_taken="transfer_allowed",
                                    metrics=_jsonable(decision.metrics))
-                state_key = self._nonce_key(wallet)
-                stored = PluginState.get_or_none((PluginState.plugin == wallet.name) & (PluginState.key == state_key))
-                nonce = max(chain_nonce, int((stored.value or {}).get("next", 0)) if stored else 0)
+                nonce = self._next_nonce(acct, wallet, chain_nonce)
                 signed = wallet.sign_transfer(prepared, nonce)
-                _put_state(wallet.name, state_key, {"next": nonce + 1})
                 now = utcnow()
                 row = Trade.create(
                     account=acct.id, exchange_trade_id=f"{TRANSFER_PREFIX}{uuid.uuid4().hex}", exchange_timestamp=now,
@@ -478,7 +479,7 @@ class Wallets(Service):
         try:
             wallet.broadcast(signed)
         except VenueRejected as exc:
-            self._mark_failed(row.id, wallet, nonce, exc, actor)
+            self._set_status(row.id, "failed", only_if=OPEN_STATES, error=str(exc), actor=actor)
             raise
         except VenueUnavailable as exc:
             raise VenueUnavailable(
@@ -527,12 +528,10 @@ class Wallets(Service):
                 try:
                     wallet.broadcast(SignedTransfer(row.tx_hash, nonce, data["raw"]))
                 except VenueRejected as exc:
-                    if exc.code == "nonce_too_low":
-                        self._set_status(row.id, "dropped", only_if=OPEN_STATES, error=str(exc), actor=actor)
-                    else:
-                        self._mark_failed(row.id, wallet, nonce, exc, actor)
+                    status = "dropped" if exc.code == "nonce_too_low" else "failed"
+                    self._set_status(row.id, status, only_if=OPEN_STATES, error=str(exc), actor=actor)
                     return
-                with self.engine.db.atomic():
+                with write_transaction(self.engine.db):
                     audit.append(actor, "wallet.rebroadcast", f"account:{row.account.name}",
                                  {"tx_hash": row.tx_hash, "nonce": nonce})
                 self._set_status(row.id, "pending", only_if=("signed",))
@@ -583,12 +582,15 @@ class Wallets(Service):
         try:
             self._check_state(acct)
             wallet = self.engine.wallet_for(acct.name)
+            if getattr(wallet, "allow_signing", True):
+                with write_transaction(self.engine.db):  # the key's decryption is audited
+                    wallet.unlock()
             signature = sign(wallet)
         except (ValidationError, EmergencyStopActive) as exc:
-            with self.engine.db.atomic():
+            with write_transaction(self.engine.db):
                 audit.append(actor, "wallet.sign_refused", subject, {**payload, "reason": str(exc)})
             raise
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):
             audit.append(actor, "wallet.sign", subject, {**payload, "signature": signature})
         return {"account": acct.name, "address": acct.wallet_address, "kind": kind, "digest": digest,
                 "signature": signature}
@@ -656,13 +658,34 @@ class Wallets(Service):
         return Decision(decision.verdict, rule=RULE_NAME, reason=decision.reason, severity=decision.severity,
                         metrics=decision.metrics)
 
-    @staticmethod
-    def _nonce_key(wallet: Any) -> str:
-        return f"nonce:{wallet.chain_id}:{wallet.address}"
+    #: A ``signed`` transfer older than this (seconds) was left by a crash: `send` settles it first.
+    stale_after = 2.0
+
+    def _settle_stale(self, acct: Account, actor: str) -> None:
+        """Send again what a crashed process recorded but never broadcast, so its nonce leaves no gap."""
+        cutoff = utcnow().timestamp() - self.stale_after
+        stale = [r for r in self._transfers_query(acct).where(Trade.settlement_status == "signed")
+                 if r.created_at.timestamp() <= cutoff]
+        for row in stale:
+            self._settle_one(row, self.engine.wallet_for(acct.name), 0, actor)
+
+    def _next_nonce(self, acct: Account, wallet: Any, chain_nonce: int) -> int:
+        """The node's pending count, or one past the highest nonce of this wallet's transfers that
+        are or may be on chain (signed, pending, confirmed, reverted), whichever is larger.
+
+        Read inside the account lock: a concurrent sender's row is seen as soon as it
+        commits, a restart sees every row, and failed or dropped rows free their nonce.
+        """
+        rows = (self._transfers_query(acct).where(Trade.settlement_status.in_(("signed", "pending", "confirmed", "reverted")))
+                .order_by(Trade.id.desc()).limit(256))
+        used = [int(data["nonce"]) for data in (r.audit_data or {} for r in rows)
+                if data.get("from") == wallet.address and data.get("chain_id") == wallet.chain_id
+                and data.get("nonce") is not None]
+        return max([chain_nonce, *(n + 1 for n in used)])
 
     def _set_status(self, row_id: int, status: str, *, only_if: Iterable[str], error: str | None = None,
                     actor: str = "engine") -> None:
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):
             row = Trade.get_by_id(row_id)
             if row.settlement_status not in tuple(only_if):
                 return
@@ -675,21 +698,9 @@ class Wallets(Service):
                 audit.append(actor, f"wallet.{status}", f"account:{row.account.name}",
                              {"tx_hash": row.tx_hash, "error": error})
 
-    def _mark_failed(self, row_id: int, wallet: Any, nonce: int, exc: Exception, actor: str) -> None:
-        """The node refused the transaction: the row is ``failed`` and, if no later nonce was
-        handed out, the nonce is given back (so the next transfer does not leave a gap)."""
-        with account_lock(self.engine.db, [Trade.get_by_id(row_id).account_id]):
-            state_key = self._nonce_key(wallet)
-            stored = PluginState.get_or_none((PluginState.plugin == wallet.name) & (PluginState.key == state_key))
-            if stored is not None and int((stored.value or {}).get("next", 0)) == nonce + 1:
-                _put_state(wallet.name, state_key, {"next": nonce})
-            elif getattr(exc, "code", None) == "nonce_too_low":
-                _put_state(wallet.name, state_key, {"next": 0})  # resynchronise from the node's count
-            self._set_status(row_id, "failed", only_if=OPEN_STATES, error=str(exc), actor=actor)
-
     def _settle_row(self, row_id: int, receipt: Receipt, wallet: Any, actor: str) -> None:
         """Record *receipt* on the transfer row, once (a second call changes nothing)."""
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):
             row = Trade.get_by_id(row_id)
             if row.settlement_status not in OPEN_STATES:
                 return
@@ -705,12 +716,6 @@ class Wallets(Service):
             audit.append(actor, "wallet.settled", f"account:{row.account.name}",
                          {"tx_hash": row.tx_hash, "status": receipt.status, "block_number": receipt.block_number,
                           "gas_used": receipt.gas_used, "gas_price": receipt.gas_price, "fee": fee})
-
-
-def _put_state(plugin: str, key: str, value: dict[str, Any]) -> None:
-    PluginState.insert(plugin=plugin, key=key, value=value, updated_at=utcnow()).on_conflict(
-        conflict_target=[PluginState.plugin, PluginState.key],
-        update={PluginState.value: value, PluginState.updated_at: utcnow()}).execute()
 
 
 def _jsonable(value: Any) -> Any:

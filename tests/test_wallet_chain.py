@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import traceback
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -19,9 +20,10 @@ from eth_account import Account
 from web3 import HTTPProvider, Web3
 
 from tradeguard.storage import use_database
-from tradeguard.storage.models import CashFlow, PluginState, Trade
+from tradeguard.storage.models import CashFlow, Trade
 from wallet_helpers import (
     KNOWN_KEY,
+    audit_actions,
     MASTER_KEY,
     TESTER_CHAIN_ID,
     assert_no_key_in_files,
@@ -79,14 +81,14 @@ def test_concurrent_sends_from_two_engines_get_distinct_nonces(chain, tmp_path, 
                     results.append(engine.wallets.send("alice", recipients[index % 4], f"0.0{index + 1}",
                                                        actor=f"bot{index}", timeout=20))
             except Exception as exc:  # pragma: no cover - reported below
-                errors.append(exc)
+                errors.append("".join(traceback.format_exception(exc)))
 
         threads = [threading.Thread(target=worker, args=(first if i % 2 else second, i)) for i in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(60)
-        assert errors == []
+        assert errors == [], errors[0] if errors else ""
         assert sorted(r["nonce"] for r in results) == list(range(16))
         assert {r["status"] for r in results} == {"confirmed"}
         assert w3.eth.get_transaction_count(address) == 16
@@ -96,8 +98,6 @@ def test_concurrent_sends_from_two_engines_get_distinct_nonces(chain, tmp_path, 
         assert {r: w3.eth.get_balance(r) for r in recipients} == expected
         rows = transfers(first)
         assert len(rows) == 16 and len({r.tx_hash for r in rows}) == 16
-        with use_database(first.db):
-            assert PluginState.get().value == {"next": 16}
         # a restart (a new Engine) continues from the stored nonce
     with open_engine(url, home) as again:
         assert again.wallets.send("alice", recipients[0], "0.001")["nonce"] == 16
@@ -175,6 +175,19 @@ def test_crash_after_recording_before_broadcast_is_sent_on_settle(chain, tmp_pat
         assert w3.eth.get_balance(dest) == wei("0.25")
         assert engine.wallets.settle("alice") == []  # settled once
         assert engine.wallets.send("alice", dest, "0.25")["nonce"] == 1
+    # the same crash, then the bot simply sends again: the stale record goes out first, no nonce gap
+    proc = cli_process(cli_env(home, db, TRADEGUARD_TEST_CRASH_AT="wallet.before_broadcast"),
+                       "wallet", "send", "alice", dest, "0.125", "--yes")
+    assert proc.wait(60) == -signal.SIGKILL
+    proc.communicate()
+    with open_engine(f"sqlite:///{db}", home) as engine:
+        engine.wallets.stale_after = 0
+        assert engine.wallets.send("alice", dest, "0.0625")["nonce"] == 3
+        assert [(r.audit_data["nonce"], r.settlement_status) for r in transfers(engine)] == [
+            (0, "confirmed"), (1, "confirmed"), (2, "confirmed"), (3, "confirmed")]
+        assert engine.wallets.settle("alice") == []
+        assert "wallet.rebroadcast" in audit_actions(engine)
+        assert w3.eth.get_balance(dest) == wei("0.6875") and w3.eth.get_transaction_count(address) == 4
         engine.db.execute_sql("PRAGMA wal_checkpoint(FULL)")
     assert_no_key_in_files(KNOWN_KEY, tmp_path.glob("k.db*"))
     assert_no_key_in_files(KNOWN_KEY, home.rglob("*"))
@@ -219,3 +232,33 @@ def test_client_killed_after_sending_is_found_by_hash_and_settled(tmp_path, home
             with use_database(engine.db):
                 assert CashFlow.select().count() == 1
             assert w3.eth.get_balance(dest) == wei("0.5")
+
+
+def test_a_transaction_the_node_dropped_is_sent_again_by_settle(manual_chain, tmp_path, home):
+    w3 = connect(manual_chain.url)
+    with open_engine(f"sqlite:///{tmp_path / 'd.db'}", home) as engine:
+        address = new_wallet(engine, manual_chain.url, private_key=KNOWN_KEY, generate=False)
+        fund(w3, address, wei("1"))
+        dest = Account.create().address
+        first = engine.wallets.send("alice", dest, "0.1", wait=False)
+        assert rpc(w3, "tg_dropTransaction", first["tx_hash"]) is True  # the node forgot it
+        (still,) = engine.wallets.settle("alice")
+        assert still["status"] == "pending" and [e["hash"] for e in rpc(w3, "tg_txpool")] == [first["tx_hash"]]
+        assert "wallet.rebroadcast" in audit_actions(engine)
+        second = engine.wallets.send("alice", dest, "0.2", wait=False)
+        assert second["nonce"] == 1
+        rpc(w3, "tg_mine")
+        assert [r["status"] for r in engine.wallets.settle("alice")] == ["confirmed", "confirmed"]
+        assert w3.eth.get_balance(dest) == wei("0.3")
+        # the node forgets a pending transfer and the key signs another transaction with that nonce elsewhere
+        third = engine.wallets.send("alice", dest, "0.1", wait=False)
+        rpc(w3, "tg_dropTransaction", third["tx_hash"])
+        base = w3.eth.get_block("latest")["baseFeePerGas"]
+        elsewhere = Account.from_key(KNOWN_KEY).sign_transaction({
+            "type": 2, "chainId": TESTER_CHAIN_ID, "nonce": 2, "to": dest, "value": 1, "gas": 21000,
+            "maxPriorityFeePerGas": 10**9, "maxFeePerGas": 2 * base + 10**9})
+        w3.eth.send_raw_transaction(elsewhere.raw_transaction)
+        rpc(w3, "tg_mine")
+        (dropped,) = engine.wallets.settle("alice")
+        assert dropped["status"] == "dropped" and "nonce was used" in dropped["error"]
+        assert engine.wallets.send("alice", dest, "0.05", wait=False)["nonce"] == 3  # the dropped nonce is not reused

@@ -28,7 +28,7 @@ from tradeguard.errors import (
 from tradeguard.plugins.evm.networks import NETWORKS, resolve_network, rpc_url_for
 from tradeguard.plugins.evm.wallet import check_address
 from tradeguard.storage import use_database
-from tradeguard.storage.models import Account as AccountRow, BalanceSnapshot, CashFlow, Credential, PluginState, RiskLog, Trade
+from tradeguard.storage.models import Account as AccountRow, BalanceSnapshot, CashFlow, Credential, RiskLog, Trade
 from wallet_helpers import (
     KNOWN_ADDRESS,
     KNOWN_KEY,
@@ -63,11 +63,6 @@ def add_wallet(engine, account="alice", **kwargs):
 def transfer_rows(engine):
     with use_database(engine.db):
         return list(Trade.select().where(Trade.exchange_trade_id.startswith("wallet:")).order_by(Trade.id))
-
-
-def nonce_state(engine):
-    with use_database(engine.db):
-        return {r.key: r.value for r in PluginState.select()}
 
 
 # -- networks -------------------------------------------------------------------------------
@@ -215,7 +210,7 @@ def test_fund_send_eth_balances_and_receipt(eng, w3):
         assert BalanceSnapshot.select().where(BalanceSnapshot.source == "chain").count() == 3
     actions = audit_actions(eng)
     assert actions.count("wallet.send") == 2 and actions.count("wallet.settled") == 2
-    assert nonce_state(eng) == {f"nonce:{TESTER_CHAIN_ID}:{address}": {"next": 2}}
+    assert [r.audit_data["nonce"] for r in transfer_rows(eng)] == [0, 1]
     assert [t["tx_hash"] for t in eng.wallets.transfers("alice")][1] == result["tx_hash"]
 
 
@@ -228,7 +223,7 @@ def test_insufficient_funds_for_gas_is_refused_before_signing(eng, w3):
     assert info.value.code == "insufficient_funds" and "gas" in str(info.value)
     with pytest.raises(VenueRejected, match="insufficient funds for the amount"):
         eng.wallets.send("alice", dest, "5")
-    assert transfer_rows(eng) == [] and nonce_state(eng) == {}
+    assert transfer_rows(eng) == []
     assert w3.eth.get_transaction_count(address) == 0
     assert eng.wallets.send("alice", dest, "0.0009")["status"] == "confirmed"  # leaves enough for gas
 
@@ -259,7 +254,7 @@ def test_wrong_chain_id_is_refused_before_signing(eng, w3, monkeypatch):
     monkeypatch.setattr(LocalAccount, "sign_transaction", lambda self, tx: signed.append(tx) or original(self, tx))
     with pytest.raises(ConfigError, match=f"serves chain id {TESTER_CHAIN_ID}.*31337: nothing was signed"):
         eng.wallets.send("alice", KNOWN_ADDRESS, "0.1")
-    assert signed == [] and transfer_rows(eng) == [] and nonce_state(eng) == {}
+    assert signed == [] and transfer_rows(eng) == []
     assert "wallet.send" not in audit_actions(eng)
     assert w3.eth.get_transaction_count(address, "pending") == 0
 
@@ -456,7 +451,7 @@ def test_transfer_records_on_both_backends(db_url, home, w3):
             engine.wallets.send("alice", KNOWN_ADDRESS, "0.5")
         (row,) = transfer_rows(engine)
         assert row.quantity == Decimal("1E-18") and row.gas_used == 21000 and row.block_number == result["block_number"]
-        assert nonce_state(engine) == {f"nonce:{TESTER_CHAIN_ID}:{address}": {"next": 1}}
+        assert row.audit_data["nonce"] == 0 and row.audit_data["from"] == address
         with use_database(engine.db):
             assert CashFlow.get().amount == Decimal("1E-18")
         report = engine.audit.verify()

@@ -36,29 +36,8 @@ class Venues:
         return bool(self.registration(account).meta.get("paper"))
 
     def _raw(self, account: Account) -> Any:
-        exchange_for = getattr(self.engine, "exchange_for", None)
-        if exchange_for is not None:
-            return exchange_for(account.name)
-        return self._build(account)
-
-    def _build(self, account: Account) -> Any:
-        """Fallback while `Engine.exchange_for` is not available: build from the registry."""
-        from tradeguard.adapters import AdapterConfig, validate_settings
-
-        key = ("exchange", account.name)
-        with self._lock:
-            adapter = self.engine._adapters.get(key)
-            if adapter is None:
-                registration = self.registration(account)
-                plain = {k: v for k, v in (account.settings or {}).items()}
-                specs = [s for s in registration.settings if not s.secret]
-                settings = validate_settings(specs, {k: v for k, v in plain.items() if any(s.name == k for s in specs)},
-                                             owner=f"exchange {account.exchange}")
-                config = AdapterConfig(account=account.name, venue=account.exchange, testnet=account.testnet,
-                                       api_base_url=account.api_base_url, settings=settings)
-                adapter = registration.factory(config)
-                self.engine._adapters[key] = adapter
-            return adapter
+        """The account's own adapter, built and cached by `Engine.exchange_for`."""
+        return self.engine.exchange_for(account.name)
 
     def for_account(self, account: Account) -> Any:
         """The adapter that receives *account*'s orders (simulated for PAPER accounts)."""

@@ -30,7 +30,8 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+import json
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -46,6 +47,9 @@ from tradeguard.storage import backend_of, connect, redact_url, sqlite_path, use
 from tradeguard.storage import migrations
 from tradeguard.storage.fields import JSONField
 from tradeguard.storage.models import ALL_MODELS, RunnerLease, SchemaVersion, Setting
+
+_ZERO = timedelta(0)
+_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 #: The setting that marks a target whose copy has not finished.
 MARKER = "copy_in_progress"
@@ -249,22 +253,23 @@ def _to_python(model: type[pw.Model], raw: tuple[Any, ...]) -> list[Any]:
     return out
 
 
-def _canonical(value: Any) -> bytes:
-    """Backend-independent bytes of one Python value (for the table digests)."""
-    if value is None:
-        return b"\x00"
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, Decimal):
-        text = plain(value)
-    elif isinstance(value, datetime):
-        text = isoformat(value)
-    elif isinstance(value, Enum):
-        text = str(value.value)
-    else:
-        text = str(value)
-    data = text.encode("utf-8")
-    return len(data).to_bytes(4, "big") + data
+def _canonical(value: Any) -> Any:
+    """A backend-independent JSON-able form of one Python value (for the table digests)."""
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is bool:
+        return value
+    if kind is Decimal:
+        return plain(value)
+    if isinstance(value, datetime):
+        return (value if value.utcoffset() == _ZERO else value.astimezone(timezone.utc)).isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    return str(value)
+
+
+def _row_bytes(values: list[Any]) -> bytes:
+    """One row's canonical bytes: a JSON array (unambiguous, and encoded in C)."""
+    return _json_encode([_canonical(v) for v in values]).encode("utf-8") + b"\n"
 
 
 def table_digest(db: pw.Database, model: type[pw.Model]) -> tuple[int, str]:
@@ -276,7 +281,7 @@ def table_digest(db: pw.Database, model: type[pw.Model]) -> tuple[int, str]:
     with use_database(db):
         for batch in _raw_batches(db, model, where):
             for raw in batch:
-                digest.update(b"".join(_canonical(v) for v in _to_python(model, raw)) + b"\n")
+                digest.update(_row_bytes(_to_python(model, raw)))
                 count += 1
     return count, digest.hexdigest()
 
@@ -330,7 +335,7 @@ def _copy_table(source: pw.Database, target: pw.Database, model: type[pw.Model])
         rows = []
         for raw in batch:
             values = _to_python(model, raw)
-            digest.update(b"".join(_canonical(v) for v in values) + b"\n")
+            digest.update(_row_bytes(values))
             # A row may point at a later row of its own table (orders' parent): link it afterwards.
             links = {f.name: values[position[f.name]] for f in self_refs if values[position[f.name]] is not None}
             if links:

@@ -273,14 +273,22 @@ class Engine:
 
     # -- the order path (thin wrappers; see tradeguard.orders / risk / trading_state) ------
 
-    def place_order(self, account: str, symbol: str, side: Any, quantity: Any, **options: Any) -> Any:
-        """Check, record and send an order (`tradeguard.orders.Orders.place`); returns the Order row.
+    def place_order(self, account: str, symbol: str, side: Any, quantity: Any, *, type: str = "market",
+                    price: Any = None, stop_loss: Any = None, take_profit: Any = None, leverage: Any = 1,
+                    reduce_only: bool = False, client_order_id: str | None = None, actor: str = "api",
+                    reason: str | None = None, run: Any = None, max_retries: int | None = None,
+                    bot: str | None = None) -> Any:
+        """Check, record and send an order (`tradeguard.orders.service.Orders.place`); returns the Order row.
 
-        Options: ``type``, ``price``, ``stop_loss``, ``take_profit``, ``leverage``,
-        ``reduce_only``, ``client_order_id``, ``actor``, ``reason``, ``run``, ``max_retries``.
-        Raises RiskRejected / EmergencyStopActive / ConfirmationRequired when not sent.
+        *actor* says who places it (a person, ``bot:NAME``), *run* the `BotRun` (or its id), *reason* why.
+        Raises RiskRejected / EmergencyStopActive / ConfirmationRequired (each with ``order_id``) when
+        the order was stored but not sent, ValidationError for bad input (nothing stored),
+        VenueRejected / VenueUnavailable when the venue refused it or did not answer.
         """
-        return self.orders.place(account, symbol, side, quantity, **options)
+        return self.orders.place(account, symbol, side, quantity, type=type, price=price, stop_loss=stop_loss,
+                                 take_profit=take_profit, leverage=leverage, reduce_only=reduce_only,
+                                 client_order_id=client_order_id, actor=actor, reason=reason, run=run,
+                                 max_retries=max_retries, bot=bot)
 
     def cancel_order(self, order_id: Any, *, actor: str = "api", reason: str | None = None) -> Any:
         """Cancel an order and its protective children."""

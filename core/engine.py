@@ -176,6 +176,9 @@ class Engine:
             self.db.close()
         except peewee.OperationalError:
             pass
+        close_all = getattr(self.db, "close_all_threads", None)
+        if close_all is not None:  # PostgreSQL: other threads' connections too
+            close_all()
 
     def __enter__(self) -> "Engine":
         return self

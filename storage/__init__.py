@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import threading
+import weakref
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlparse, unquote
@@ -106,6 +108,33 @@ class PostgresqlDatabase(ReconnectMixin, peewee.PostgresqlDatabase):
 
     def begin(self, *args: Any, **kwargs: Any) -> None:
         self._reconnect(super().begin, *args, **kwargs)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Every thread has its own connection; remember them all so the Engine
+        # can close them on exit, not only the closing thread's.
+        self._all_connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._all_connections_lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        conn = super()._connect()
+        with self._all_connections_lock:
+            self._all_connections.add(conn)
+        return conn
+
+    def close_all_threads(self) -> None:
+        """Close this thread's connection and every other thread's (the Engine is closing)."""
+        try:
+            self.close()
+        except peewee.OperationalError:
+            pass
+        with self._all_connections_lock:
+            connections = list(self._all_connections)
+        for conn in connections:
+            try:
+                conn.close()
+            except Exception:  # already closed or broken: nothing to release
+                pass
 
 
 class MySQLDatabase(ReconnectMixin, peewee.MySQLDatabase):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +270,45 @@ def test_postgres_sslmode_passes_through_the_url(pg_url: str, home: Path) -> Non
 def test_postgres_unknown_connection_option_is_a_clear_error(pg_url: str, home: Path) -> None:
     with pytest.raises(DatabaseUnavailable, match="cannot reach the database"):
         open_engine(f"{pg_url}?sslmode=sometimes", home)
+
+
+def test_postgres_close_releases_every_threads_connection(pg_url: str, home: Path) -> None:
+    """The Engine owns its connections: closing it closes those other threads opened."""
+    from urllib.parse import urlparse
+
+    dbname = urlparse(pg_url).path.lstrip("/")
+
+    def server_connections() -> int:
+        admin = _admin()
+        try:
+            with admin.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                            (dbname,))
+                return cur.fetchone()[0]
+        finally:
+            admin.close()
+
+    engine = open_engine(pg_url, home)
+    ready = threading.Barrier(5)
+    release = threading.Event()
+
+    def work() -> None:  # a long-lived worker (a thread pool's, as under AsyncEngine)
+        engine.accounts.list()
+        ready.wait()
+        release.wait(30)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    try:
+        assert server_connections() == 5  # four workers and this thread
+        engine.close()
+        deadline = time.monotonic() + 10  # a backend leaves pg_stat_activity a moment after the client hangs up
+        while server_connections() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server_connections() == 0
+    finally:
+        release.set()
+        for t in threads:
+            t.join()

@@ -439,6 +439,9 @@ class Wallets(Service):
             subject = f"account:{acct.name}"
             try:
                 self._check_state(acct)
+                if acct.testnet and not wallet.testnet:  # the account was switched back to testnet-only
+                    self.engine.drop_adapters(acct.name)
+                    raise ValidationError(f"account {acct.name!r} is testnet-only and its wallet is on {wallet.network}, a mainnet")
                 decision = self._risk_decision(acct, request, prepared, wallet)
             except EmergencyStopActive as exc:  # halted while the transfer was being prepared
                 tx.audit(actor, "wallet.send_refused", subject, {**prepared.summary(), "reason": str(exc)})

@@ -262,3 +262,39 @@ def test_a_transaction_the_node_dropped_is_sent_again_by_settle(manual_chain, tm
         (dropped,) = engine.wallets.settle("alice")
         assert dropped["status"] == "dropped" and "nonce was used" in dropped["error"]
         assert engine.wallets.send("alice", dest, "0.05", wait=False)["nonce"] == 3  # the dropped nonce is not reused
+
+
+def test_node_refusals_and_a_nonce_taken_elsewhere(chain, tmp_path, home, monkeypatch):
+    from tradeguard.errors import VenueRejected
+    from tradeguard.plugins.evm.wallet import SignedTransfer
+
+    w3 = connect(chain.url)
+    outside = Account.create()  # a key the test also uses outside tradeguard
+    with open_engine(f"sqlite:///{tmp_path / 'n.db'}", home) as engine:
+        new_wallet(engine, chain.url, private_key=outside.key.to_0x_hex(), generate=False)
+        fund(w3, outside.address, wei("1"))
+        dest = Account.create().address
+        base = w3.eth.get_block("latest")["baseFeePerGas"]
+        raw = outside.sign_transaction({"type": 2, "chainId": TESTER_CHAIN_ID, "nonce": 0, "to": dest, "value": 5,
+                                        "gas": 21000, "maxPriorityFeePerGas": 10**9, "maxFeePerGas": 2 * base + 10**9})
+        signed = SignedTransfer(raw.hash.to_0x_hex(), 0, raw.raw_transaction.to_0x_hex())
+        wallet = engine.wallet_for("alice")
+        assert wallet.broadcast(signed) == signed.tx_hash  # sent outside tradeguard's books, mined
+        with pytest.raises(VenueRejected, match="nonce too low") as info:
+            wallet.broadcast(signed)
+        assert info.value.code == "nonce_too_low"
+        # the node's pending count was read just before the other transaction: the first attempt is refused
+        # ("nonce too low"), recorded as failed, and retried once with a fresh count
+        real, calls = wallet.pending_nonce, []
+
+        def stale_once() -> int:
+            calls.append(1)
+            return 0 if len(calls) == 1 else real()
+
+        monkeypatch.setattr(wallet, "pending_nonce", stale_once)
+        result = engine.wallets.send("alice", dest, "0.01")
+        assert result["status"] == "confirmed" and result["nonce"] == 1
+        assert [(r.audit_data["nonce"], r.settlement_status) for r in transfers(engine)] == [(0, "failed"), (1, "confirmed")]
+        assert "nonce too low" in transfers(engine)[0].audit_data["error"]
+        assert w3.eth.get_balance(dest) == 5 + wei("0.01")
+

@@ -76,8 +76,8 @@ class AsyncEngine:
         value = getattr(self.sync, name)
         if name.startswith("_"):
             return value
-        if isinstance(value, Service):
-            return _AsyncService(value)
+        if isinstance(value, Service) or getattr(value, "engine", None) is self.sync:
+            return _AsyncService(value)  # a service of this Engine (accounts, orders, risk …)
         if inspect.ismethod(value):
             return _to_thread(value)
         return value

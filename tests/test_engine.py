@@ -5,6 +5,7 @@ handling (reconnect, TLS options in the URL)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import time
 from pathlib import Path
@@ -197,6 +198,10 @@ def test_async_engine(tmp_path: Path, home: Path) -> None:
             await engine.set_setting("k", "v")
             assert await engine.get_setting("k") == "v"
             assert "paper" in engine.plugins.exchanges  # plain attributes pass through
+            # Every service of the Engine is async, whether or not it subclasses Service.
+            assert inspect.iscoroutinefunction(engine.risk.rules)
+            assert inspect.iscoroutinefunction(engine.orders.list)
+            assert any(rule["rule"] for rule in await engine.risk.rules("bot0"))
             names = [a.name for a in await engine.accounts.list()]
             closed = engine.sync
         assert closed._closed

@@ -275,3 +275,10 @@ def test_without_initial_capital_the_first_synced_balance_opens_the_books(engine
     assert s["capital_base"] == "first synced USDT balance"
     assert (s["equity_start"], s["equity_end"], s["total_pnl"]) == (D(0), D(510), D(10))
     assert engine.reports.report("synced").daily[1]["return"] == D("0.02")  # 10 on 500
+
+
+def test_positions_lists_open_stored_positions(engine):
+    account = round_trip(engine)
+    position(engine, account, "ETH/USDT", "2", "50", "0")
+    assert [(p["symbol"], p["quantity"]) for p in engine.reports.positions("main")] == [("ETH/USDT", D(2))]
+    assert len(engine.reports.positions("main", include_flat=True)) == 2

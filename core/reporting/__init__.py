@@ -4,6 +4,7 @@
 
     report = engine.reports.report("main", since="2026-01-01")
     report.summary["sharpe"], report.curve[-1].equity
+    engine.reports.positions("main")  # stored positions: symbol, quantity, average_cost, PnL
     engine.reports.replay("main").ok
     engine.reports.explain(42)["steps"]
     engine.reports.export("trades", sys.stdout, format="jsonl")
@@ -54,6 +55,18 @@ class Reports(Service):
         check_window(start, end)
         row = self.engine.accounts.get(account, include_archived=True)
         return build_report(row, start, end, marks)
+
+    @in_engine_db
+    def positions(self, account: str, *, include_flat: bool = False) -> list[dict[str, Any]]:
+        """The account's stored positions (open ones unless *include_flat*), by symbol."""
+        from tradeguard.storage.models import Position
+
+        row = self.engine.accounts.get(account, include_archived=True)
+        query = Position.select().where(Position.account == row.id).order_by(Position.symbol, Position.market)
+        return [{"symbol": p.symbol, "market": p.market.value, "quantity": p.quantity,
+                 "average_cost": p.average_cost, "realized_pnl": p.realized_pnl,
+                 "unrealized_pnl": p.unrealized_pnl, "opened_at": p.opened_at, "updated_at": p.updated_at}
+                for p in query if include_flat or p.quantity != 0]
 
     @in_engine_db
     def report_all(self, *, since: Any = None, until: Any = None) -> list[Any]:

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterator
 
-from tradeguard.audit.chain import GENESIS, append, checkpoint_seal, lock_head
+from tradeguard.audit.chain import GENESIS, append, checkpoint_seal, lock_head, write_transaction
 from tradeguard.audit.verify import CheckpointRow, VerifyReport, walk
 from tradeguard.clock import isoformat, parse_iso
 from tradeguard.errors import ValidationError, VaultLocked
 from tradeguard.service import Service, in_engine_db
+from tradeguard.storage import backend_of
 from tradeguard.storage.models import AuditCheckpoint
 
 log = logging.getLogger("tradeguard.audit")
@@ -41,6 +42,10 @@ class Checkpoint:
     reason: str
 
 
+def _encoded(row: tuple) -> tuple:
+    return (row[0], *(None if v is None else v.encode("utf-8") for v in row[1:]))
+
+
 def entry_dict(row: tuple) -> dict[str, Any]:
     """One entry as exported: every column, ``payload`` as the exact stored JSON text."""
     return dict(zip(COLUMNS, row))
@@ -57,14 +62,29 @@ class AuditTrail(Service):
         row = self.engine.db.execute_sql("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
         return Head(int(row[0]), row[1]) if row else Head(0, GENESIS)
 
-    def _batches(self, start: int, *, where: str = "", params: tuple = ()) -> Iterator[list[tuple]]:
-        """Rows from *start* on, in seq order, in batches (keyset pagination: constant memory)."""
+    def _batches(self, start: int, *, where: str = "", params: tuple = (), raw: bool = False) -> Iterator[list[tuple]]:
+        """Rows from *start* on, in seq order, in batches (keyset pagination: constant memory).
+
+        *raw*: text columns as UTF-8 bytes (what verification hashes); SQLite
+        hands them over without decoding at all.
+        """
         db = self.engine.db
         p = db.param
         after = start - 1
+        sqlite = backend_of(db) == "sqlite"
         while True:
             sql = f"{_SELECT} WHERE seq > {p}{where} ORDER BY seq LIMIT {BATCH}"
-            rows = db.execute_sql(sql, (after, *params)).fetchall()
+            if raw and sqlite:
+                conn = db.connection()
+                saved, conn.text_factory = conn.text_factory, bytes
+                try:
+                    rows = db.execute_sql(sql, (after, *params)).fetchall()
+                finally:
+                    conn.text_factory = saved
+            else:
+                rows = db.execute_sql(sql, (after, *params)).fetchall()
+                if raw:
+                    rows = [_encoded(r) for r in rows]
             if not rows:
                 return
             yield rows
@@ -148,7 +168,7 @@ class AuditTrail(Service):
         def find(column: str, value: str) -> list[int]:
             return [r[0] for r in db.execute_sql(f"SELECT seq FROM audit_log WHERE {column} = {p}", (value,)).fetchall()]
 
-        report = walk(self._batches(from_seq), start_seq=from_seq, prev_hash=prev, keys=keys,
+        report = walk(self._batches(from_seq, raw=True), start_seq=from_seq, prev_hash=prev, keys=keys,
                       checkpoints=checkpoints, find=find)
         if report.ok and expect_head is not None:
             wanted = expect_head.strip().lower()
@@ -163,7 +183,7 @@ class AuditTrail(Service):
 
     def _record(self, report: VerifyReport, actor: str, record: bool) -> VerifyReport:
         if record:
-            with self.engine.db.atomic():
+            with write_transaction(self.engine.db):
                 append(actor, "audit.verify", "audit", {"ok": report.ok, "entries": report.entries,
                                                         "bad_seq": report.bad_seq, "problem": report.problem,
                                                         "keyed": report.keyed})
@@ -182,7 +202,7 @@ class AuditTrail(Service):
         if sealer_key is None:
             raise VaultLocked("a sealed audit checkpoint needs the master key: the vault is locked")
         reason = str(reason)[:40]
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):
             seq, head = lock_head(self.engine.db)
             seal = checkpoint_seal(sealer_key.material, seq, head, reason)
             AuditCheckpoint.create(seq=seq, head_hash=head, seal=seal, key_id=sealer_key.key_id, reason=reason)

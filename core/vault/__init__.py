@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 import peewee
 
 from tradeguard import audit
-from tradeguard.audit.chain import clear_sealer, set_sealer
+from tradeguard.audit.chain import clear_sealer, set_sealer, write_transaction
 from tradeguard.clock import isoformat, utcnow
 from tradeguard.errors import IntegrityError, NotFound, ValidationError, VaultError, VaultLocked, WrongMasterKey
 from tradeguard.service import Service, in_engine_db
@@ -135,7 +135,7 @@ class Vault(Service):
                 try:
                     master = open_master(given, record)
                 except WrongMasterKey as exc:
-                    with self.engine.db.atomic():
+                    with write_transaction(self.engine.db):
                         audit.append(actor, "vault.unlock_failed", "vault",
                                      {"master_key_id": record.key_id, "reason": str(exc)})
                     raise
@@ -147,7 +147,7 @@ class Vault(Service):
         """Create the master record and the three data keys (once per installation)."""
         record, master = new_master(given)
         db = self.engine.db
-        with db.atomic():
+        with write_transaction(db):
             if backend_of(db) == "postgres":
                 db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_VAULT_LOCK_KEY,))
             existing = self._record()
@@ -280,7 +280,7 @@ class Vault(Service):
                 raise ValidationError(f"credential field {field!r} is empty")
             clean[field] = value.strip()
         key = self._active("credentials")
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):
             acct = Account.get_by_id(acct.id)
             for field, value in sorted(clean.items()):
                 ciphertext = crypto.encrypt(key.material, key.key_id, value.encode("utf-8"), _aad(acct.id, field))
@@ -306,7 +306,7 @@ class Vault(Service):
         """Delete stored secrets (all of the account's, or *fields*). Needs no master key."""
         acct = self._account(account)
         fields = list(fields)
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):
             query = Credential.select().where(Credential.account == acct.id)
             stored = {c.field for c in query}
             if not stored:
@@ -339,7 +339,7 @@ class Vault(Service):
         self._require_unlocked(f"account {acct.name!r}'s credentials")
         # decrypt first (a failure is recorded in its own transaction), then record every decryption
         values = {cred.field: self._decrypt(acct, cred, actor) for cred in creds}
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):
             for cred in creds:
                 audit.append(actor, "credential.decrypt", f"account:{acct.name}",
                              {"field": cred.field, "purpose": purpose, "key_id": cred.key_id})
@@ -362,7 +362,7 @@ class Vault(Service):
                 raise crypto.DecryptionFailed("unknown key")
             return crypto.decrypt(key.material, envelope, _aad(acct.id, cred.field)).decode("utf-8")
         except crypto.DecryptionFailed:
-            with self.engine.db.atomic():
+            with write_transaction(self.engine.db):
                 audit.append(actor, "credential.decrypt_failed", f"account:{acct.name}",
                              {"field": cred.field, "key_id": cred.key_id})
             raise IntegrityError(f"credential {cred.field} of account {acct.name!r} does not decrypt "
@@ -431,7 +431,7 @@ class Vault(Service):
         if not resumed:
             assert self._master is not None
             new_keys = [new_data_key(purpose) for purpose in PURPOSES]
-            with self.engine.db.atomic():
+            with write_transaction(self.engine.db):
                 now = utcnow()
                 retired = [k.key_id for k in self._keys.values() if not k.retired]
                 VaultKey.update(retired_at=now).where(VaultKey.retired_at.is_null()).execute()
@@ -455,7 +455,7 @@ class Vault(Service):
                 continue
             acct = Account.get_by_id(cred.account_id)
             value = self._decrypt(acct, cred, actor)
-            with self.engine.db.atomic():
+            with write_transaction(self.engine.db):
                 old_key = cred.key_id
                 cred.ciphertext = crypto.encrypt(current.material, current.key_id, value.encode("utf-8"),
                                                  _aad(acct.id, cred.field))
@@ -472,7 +472,7 @@ class Vault(Service):
         assert self._master is not None
         old_id = self._master.key_id
         record, master = new_master(given)
-        with self.engine.db.atomic():
+        with write_transaction(self.engine.db):
             rows = list(VaultKey.select())
             for row in rows:
                 key = self._keys[row.key_id]

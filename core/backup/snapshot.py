@@ -86,7 +86,10 @@ def _info(cur: Any) -> SnapshotInfo:
 
 def sqlite_integrity_check(path: Path) -> None:
     """``PRAGMA integrity_check`` on *path*; IntegrityError with SQLite's first complaint."""
+    from tradeguard.storage.fields import decimal_collation
+
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.create_collation("DECIMAL", decimal_collation)  # indexes over money columns use it
     try:
         rows = [r[0] for r in conn.execute("PRAGMA integrity_check(5)")]
     except sqlite3.DatabaseError as exc:

@@ -25,7 +25,7 @@ from tradeguard.errors import ValidationError
 from tradeguard.money import plain
 from tradeguard.reporting.stream import keyset
 from tradeguard.storage.fields import JSONField, dumps
-from tradeguard.storage.models import Account, EmergencyEvent, Order, Position, RiskLog, SyncLog, Trade
+from tradeguard.storage.models import Account, CashFlow, EmergencyEvent, Order, Position, RiskLog, SyncLog, Trade
 
 #: Exportable tables: name -> (model, the time column that --since/--until filter on).
 TABLES: dict[str, tuple[type[peewee.Model], str]] = {
@@ -35,6 +35,7 @@ TABLES: dict[str, tuple[type[peewee.Model], str]] = {
     "risk-log": (RiskLog, "created_at"),
     "sync-log": (SyncLog, "started_at"),
     "emergency-events": (EmergencyEvent, "created_at"),
+    "cash-flows": (CashFlow, "occurred_at"),
 }
 FORMATS = ("csv", "jsonl")
 

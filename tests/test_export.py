@@ -72,7 +72,8 @@ def test_every_table_exports(cli):
 
     with Engine.open(cli.db_url, home=cli.home, load_entrypoints=False) as engine:
         _seed(engine)
-    expected = {"orders": 5, "trades": 5, "positions": 1, "risk-log": 1, "sync-log": 1, "emergency-events": 1}
+    expected = {"orders": 5, "trades": 5, "positions": 1, "risk-log": 1, "sync-log": 1, "emergency-events": 1,
+                "cash-flows": 1}
     for table, count in expected.items():
         lines = _export(cli, table, "--format", "jsonl").splitlines()
         assert len(lines) == count, table

@@ -24,7 +24,7 @@ from tradeguard.reporting import check_window, parse_time
 @pass_state
 def export(state: CliState, table: str, format_: str, since: str | None, until: str | None, account: str | None,
            output: str | None) -> None:
-    """Export TABLE (orders, trades, positions, risk-log, sync-log, emergency-events) with exact
+    """Export TABLE (orders, trades, positions, risk-log, sync-log, emergency-events, cash-flows) with exact
     Decimals and UTC ISO timestamps, oldest first, in constant memory."""
     engine = state.engine()
     if output is None:

@@ -71,6 +71,7 @@ COUNTED_STATES = ("signed", "pending", "confirmed")
 FINAL_STATES = ("confirmed", "reverted", "failed", "dropped")
 KEYSTORE_MAX_BYTES = 64 * 1024
 MIN_KEYSTORE_PASSWORD = 8
+LIGHT_SCRYPT_N = 4096  # geth --lightkdf
 
 
 class TransferReverted(VenueRejected):
@@ -252,11 +253,12 @@ class Wallets(Service):
 
     @in_engine_db
     def export_keystore(self, account: str, path: str | os.PathLike[str], password: str, *,
-                        overwrite: bool = False, actor: str = "cli") -> dict[str, Any]:
+                        overwrite: bool = False, light_kdf: bool = False, actor: str = "cli") -> dict[str, Any]:
         """Write the account's key as a Web3 Secret Storage (v3) keystore file, mode 0600.
 
         The key is decrypted from the vault (an audited decryption) and
-        encrypted under *password* (scrypt, eth-account's defaults).
+        encrypted under *password* with scrypt (n=262144, geth's standard;
+        ``light_kdf``: n=4096 like geth's ``--lightkdf``, for slow devices).
         """
         from eth_account import Account as EthAccount
 
@@ -273,7 +275,7 @@ class Wallets(Service):
         key = secrets.get(KEY_FIELD)
         if not key:
             raise ValidationError(f"account {acct.name!r} has no stored wallet key")
-        keystore = EthAccount.encrypt(key, password)
+        keystore = EthAccount.encrypt(key, password, kdf="scrypt", iterations=LIGHT_SCRYPT_N if light_kdf else None)
         del key, secrets
         if str(keystore.get("address", "")).lower() != acct.wallet_address[2:].lower():
             raise TradeguardError("the stored key does not match the wallet address; nothing was written")
@@ -446,34 +448,16 @@ class Wallets(Service):
             except EmergencyStopActive as exc:  # halted while the transfer was being prepared
                 tx.audit(actor, "wallet.send_refused", subject, {**prepared.summary(), "reason": str(exc)})
                 blocked, decision = exc, None
-            if decision is None:
-                pass
-            elif decision.verdict is not Verdict.ALLOW:
-                RiskLog.create(account=acct.id, rule=decision.rule, event_type="BLOCK", severity=decision.severity.value,
-                               message=decision.reason, action_taken="transfer_refused",
-                               metrics=_jsonable(decision.metrics))
-                tx.audit(actor, "wallet.send_refused", subject,
-                         {**prepared.summary(), "rule": decision.rule, "reason": decision.reason})
-                blocked = RiskRejected(f"transfer refused by {decision.rule}: {decision.reason}")
-            else:
+            if decision is not None and decision.verdict is not Verdict.ALLOW:
+                blocked = self._refuse(acct, decision, prepared, tx, actor)
+            elif decision is not None:
                 if decision.severity.value == "WARNING":
                     RiskLog.create(account=acct.id, rule=decision.rule, event_type="WARNING", severity="WARNING",
                                    message=decision.reason, action_taken="transfer_allowed",
                                    metrics=_jsonable(decision.metrics))
                 nonce = self._next_nonce(acct, wallet, chain_nonce)
                 signed = wallet.sign_transfer(prepared, nonce)
-                now = utcnow()
-                row = Trade.create(
-                    account=acct.id, exchange_trade_id=f"{TRANSFER_PREFIX}{uuid.uuid4().hex}", exchange_timestamp=now,
-                    symbol=prepared.asset.symbol, side=Side.SELL, price=Decimal(0), quantity=prepared.amount,
-                    fee=Decimal(0), fee_currency=prepared.native_symbol, tx_hash=signed.tx_hash,
-                    settlement_status="signed", created_at=now,
-                    audit_data={"kind": "transfer", "plugin": wallet.name, "network": wallet.network,
-                                "chain_id": wallet.chain_id, "from": wallet.address, "to": prepared.to,
-                                "token": prepared.asset.token, "decimals": prepared.asset.decimals,
-                                "units": str(prepared.units), "nonce": nonce, "raw": signed.raw,
-                                "explorer_url": wallet.explorer_url(signed.tx_hash), "actor": actor},
-                )
+                row = self._record(acct, wallet, prepared, signed, actor)
                 tx.audit(actor, "wallet.send", subject, {**prepared.summary(), "tx_hash": signed.tx_hash,
                                                          "nonce": nonce, "network": wallet.network, "trade_id": row.id})
         if blocked is not None:
@@ -499,6 +483,31 @@ class Wallets(Service):
                                    f"reverted (gas spent: {result['fee']} {result['fee_currency']})",
                                    wallet.receipt(signed.tx_hash) or Receipt(signed.tx_hash, "reverted"))
         return result
+
+    @staticmethod
+    def _refuse(acct: Account, decision: Any, prepared: Any, tx: Any, actor: str) -> RiskRejected:
+        """Log and audit a transfer the rule blocked; return the error to raise after the commit."""
+        RiskLog.create(account=acct.id, rule=decision.rule, event_type="BLOCK", severity=decision.severity.value,
+                       message=decision.reason, action_taken="transfer_refused", metrics=_jsonable(decision.metrics))
+        tx.audit(actor, "wallet.send_refused", f"account:{acct.name}",
+                 {**prepared.summary(), "rule": decision.rule, "reason": decision.reason})
+        return RiskRejected(f"transfer refused by {decision.rule}: {decision.reason}")
+
+    @staticmethod
+    def _record(acct: Account, wallet: Any, prepared: Any, signed: Any, actor: str) -> Trade:
+        """The ``signed`` transfer row: everything needed to find, re-send and settle it later."""
+        now = utcnow()
+        return Trade.create(
+            account=acct.id, exchange_trade_id=f"{TRANSFER_PREFIX}{uuid.uuid4().hex}", exchange_timestamp=now,
+            symbol=prepared.asset.symbol, side=Side.SELL, price=Decimal(0), quantity=prepared.amount,
+            fee=Decimal(0), fee_currency=prepared.native_symbol, tx_hash=signed.tx_hash,
+            settlement_status="signed", created_at=now,
+            audit_data={"kind": "transfer", "plugin": wallet.name, "network": wallet.network,
+                        "chain_id": wallet.chain_id, "from": wallet.address, "to": prepared.to,
+                        "token": prepared.asset.token, "decimals": prepared.asset.decimals,
+                        "units": str(prepared.units), "nonce": signed.nonce, "raw": signed.raw,
+                        "explorer_url": wallet.explorer_url(signed.tx_hash), "actor": actor},
+        )
 
     @in_engine_db
     def settle(self, account: str | None = None, *, timeout: float = 0, actor: str = "cli") -> list[dict[str, Any]]:

@@ -415,6 +415,7 @@ def test_keystore_export_and_import(eng, tmp_path, home, w3):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     keystore = json.loads(path.read_text())
     assert keystore["version"] == 3 and keystore["address"].lower() == KNOWN_ADDRESS[2:].lower()
+    assert keystore["crypto"]["kdf"] == "scrypt" and keystore["crypto"]["kdfparams"]["n"] == 262144  # geth's standard
     assert Account.decrypt(keystore, "a good password").to_0x_hex() == KNOWN_KEY  # other tools read it
     assert_no_key_in_files(KNOWN_KEY, [path])
     with pytest.raises(ValidationError, match="exists"):

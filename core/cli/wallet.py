@@ -303,15 +303,16 @@ def _read_text(path: str) -> str:
 @click.option("--password-stdin", is_flag=True, help="Read the keystore password from stdin.")
 @click.option("--password-env", metavar="VAR", help="Read the keystore password from environment variable VAR.")
 @click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+@click.option("--light-kdf", is_flag=True, help="Weaker, faster scrypt (n=4096, like geth --lightkdf).")
 @json_option
 @pass_state
 def wallet_export_keystore(state: CliState, account: str, path: str, password_stdin: bool, password_env: str | None,
-                           force: bool) -> None:
+                           force: bool, light_kdf: bool) -> None:
     """Write ACCOUNT's key to PATH as an encrypted JSON keystore (Web3 Secret Storage, file mode 0600)."""
     engine = unlocked_engine(state)
     engine.wallets.show(account)  # no wallet: fail before the prompt
     password = _secret("keystore password", use_stdin=password_stdin, env_var=password_env, confirm=True)
-    info = engine.wallets.export_keystore(account, path, password, overwrite=force, actor=ACTOR)
+    info = engine.wallets.export_keystore(account, path, password, overwrite=force, light_kdf=light_kdf, actor=ACTOR)
     if state.json:
         emit_json(info)
     else:

@@ -282,3 +282,15 @@ def test_positions_lists_open_stored_positions(engine):
     position(engine, account, "ETH/USDT", "2", "50", "0")
     assert [(p["symbol"], p["quantity"]) for p in engine.reports.positions("main")] == [("ETH/USDT", D(2))]
     assert len(engine.reports.positions("main", include_flat=True)) == 2
+
+
+def test_since_accepts_a_duration_ago(engine):
+    from datetime import timedelta
+
+    from tradeguard.clock import utcnow
+
+    account = engine.accounts.add("recent", "paper", initial_capital="100")
+    fill(engine, account, utcnow() - timedelta(days=3), "buy", "1", "10")
+    fill(engine, account, utcnow() - timedelta(hours=1), "sell", "1", "12", realized="2")
+    s = engine.reports.report("recent", since="2d").summary
+    assert s["trades"] == 1 and s["realized_pnl"] == 2

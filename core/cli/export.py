@@ -16,7 +16,7 @@ from tradeguard.reporting import check_window, parse_time
 @click.argument("table", type=click.Choice(list(TABLES)))
 @click.option("--format", "format_", type=click.Choice(FORMATS), default="csv", show_default=True,
               help="csv (with a header row) or jsonl (one JSON object per line).")
-@click.option("--since", metavar="TIME", help="Rows at or after TIME (ISO date or time, UTC).")
+@click.option("--since", metavar="TIME", help="Rows at or after TIME (ISO date or time, UTC, or a duration ago: 7d, 12h).")
 @click.option("--until", metavar="TIME", help="Rows before TIME.")
 @click.option("--account", metavar="NAME", help="Only this account's rows.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), metavar="FILE",

@@ -11,8 +11,8 @@ from tradeguard.cli.output import CliState, emit_json, fail, json_option, pass_s
 from tradeguard.errors import EXIT_BAD_INPUT
 from tradeguard.money import plain
 
-SINCE_HELP = "Start of the period, inclusive (ISO date or time, UTC unless an offset is given)."
-UNTIL_HELP = "End of the period, exclusive (ISO date or time)."
+SINCE_HELP = "Start of the period, inclusive: an ISO date or time (UTC unless an offset is given) or a duration ago (7d, 12h)."
+UNTIL_HELP = "End of the period, exclusive (ISO date or time, or a duration ago)."
 
 
 def money(value: Decimal | None, places: str = "0.00000001") -> str:

@@ -15,13 +15,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import IO, Any, Mapping
 
-from tradeguard.clock import ensure_utc, parse_iso
+from tradeguard.clock import ensure_utc, parse_iso, utcnow
+from tradeguard.durations import parse_duration
 from tradeguard.errors import ValidationError
 from tradeguard.service import Service, in_engine_db
 
 
 def parse_time(value: Any, name: str) -> datetime | None:
-    """A ``--since``/``--until`` value (ISO text, a date, or an aware datetime) as UTC; None stays None."""
+    """A ``--since``/``--until`` value as UTC: ISO text (``2026-01-31``, ``2026-01-31T12:00Z``), a
+    duration ago (``7d``, ``12h``, ``30m``, ``2w``), or an aware datetime; None stays None."""
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -32,8 +34,12 @@ def parse_time(value: Any, name: str) -> datetime | None:
     try:
         return parse_iso(str(value))
     except ValueError:
+        pass
+    try:
+        return utcnow() - parse_duration(value, name)
+    except ValidationError:
         raise ValidationError(f"{name}: expected an ISO date or time such as 2026-01-31 or 2026-01-31T12:00Z, "
-                              f"got {value!r}") from None
+                              f"or a duration ago such as 7d or 12h, got {value!r}") from None
 
 
 def check_window(since: datetime | None, until: datetime | None) -> None:

@@ -113,7 +113,11 @@ class AuditTrail(Service):
         where, params = "", []
         p = self.engine.db.param
         if since is not None:
-            ts = isoformat(parse_iso(since) if isinstance(since, str) else since)
+            try:
+                ts = isoformat(parse_iso(since) if isinstance(since, str) else since)
+            except ValueError:
+                raise ValidationError(f"since: expected an ISO date or time, got {since!r}") from None
+            since = ts
             where += f" AND ts >= {p}"
             params.append(ts)
         if action:
@@ -131,9 +135,8 @@ class AuditTrail(Service):
                 for row in batch:
                     count += 1
                     yield entry_dict(row)
-            append(actor, "audit.export", "audit", {"since": isoformat(parse_iso(since)) if isinstance(since, str) else
-                                                    (isoformat(since) if since else None),
-                                                    "action": action, "from_seq": from_seq, "entries": count})
+            append(actor, "audit.export", "audit", {"since": since, "action": action, "from_seq": from_seq,
+                                                    "entries": count})
 
     # -- verification -----------------------------------------------------------------------------
 

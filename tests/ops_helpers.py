@@ -32,7 +32,7 @@ from tradeguard.types import OrderStatus, OrderType, Side
 
 #: A wei amount: 27+ significant digits that must survive every backend bit for bit.
 WEI = Decimal("123456789012345678901234567.000000000000000001")
-SNAPSHOTS = 1200  # more than one copy batch
+SNAPSHOTS = 700  # more than one copy batch
 
 
 def new_master_key() -> str:

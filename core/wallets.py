@@ -568,19 +568,19 @@ class Wallets(Service):
     @in_engine_db
     def sign_message(self, account: str, message: bytes | str, *, actor: str = "cli") -> dict[str, Any]:
         """EIP-191 signature of *message* (needs ``allow_signing``; refused while HALTED). Audited."""
-        from eth_account.messages import _hash_eip191_message, encode_defunct
+        from eth_account.messages import encode_defunct
 
         signable = encode_defunct(primitive=message) if isinstance(message, bytes) else encode_defunct(text=str(message))
-        digest = "0x" + _hash_eip191_message(signable).hex()
+        digest = _digest(signable)
         return self._sign(account, "eip191", digest, lambda wallet: wallet.sign_message(message), actor)
 
     @in_engine_db
     def sign_typed_data(self, account: str, data: Mapping[str, Any], *, actor: str = "cli") -> dict[str, Any]:
         """EIP-712 signature of *data* (needs ``allow_signing``; refused while HALTED). Audited."""
-        from eth_account.messages import _hash_eip191_message, encode_typed_data
+        from eth_account.messages import encode_typed_data
 
         try:
-            digest = "0x" + _hash_eip191_message(encode_typed_data(full_message=dict(data))).hex()
+            digest = _digest(encode_typed_data(full_message=dict(data)))
         except Exception as exc:
             raise ValidationError(f"typed data: {(str(exc).splitlines() or [''])[0]}") from None
         return self._sign(account, "eip712", digest, lambda wallet: wallet.sign_typed_data(data), actor,
@@ -728,6 +728,13 @@ class Wallets(Service):
             audit.append(actor, "wallet.settled", f"account:{row.account.name}",
                          {"tx_hash": row.tx_hash, "status": receipt.status, "block_number": receipt.block_number,
                           "gas_used": receipt.gas_used, "gas_price": receipt.gas_price, "fee": fee})
+
+
+def _digest(signable: Any) -> str:
+    """The 32-byte hash an EIP-191/EIP-712 signature covers, 0x-hex (what the audit trail records)."""
+    from eth_utils import keccak
+
+    return "0x" + keccak(b"\x19" + signable.version + signable.header + signable.body).hex()
 
 
 def _jsonable(value: Any) -> Any:

@@ -397,6 +397,15 @@ def test_signing_is_off_until_enabled_and_audited(eng):
         eng.wallets.sign_typed_data("alice", {"message": {}})
     actions = audit_actions(eng)
     assert actions.count("wallet.sign") == 3 and actions.count("wallet.sign_refused") == 2
+    from eth_account.messages import _hash_eip191_message
+    from tradeguard.storage.models import AuditLog
+
+    with use_database(eng.db):
+        payloads = [json.loads(r.payload) for r in AuditLog.select().where(AuditLog.action == "wallet.sign").order_by(AuditLog.seq)]
+    assert payloads[0]["digest"] == "0x" + _hash_eip191_message(encode_defunct(text="login 123")).hex()
+    assert payloads[0]["signature"] == signed["signature"] and payloads[0]["address"] == address
+    assert payloads[2]["kind"] == "eip712" and payloads[2]["primary_type"] == "Login"
+    assert payloads[2]["digest"] == "0x" + _hash_eip191_message(encode_typed_data(full_message=TYPED)).hex()
     eng.wallets.set("alice", allow_signing=False)
     with pytest.raises(ValidationError, match="off"):
         eng.wallets.sign_message("alice", "again")

@@ -265,7 +265,7 @@ def wallet_transfers(state: CliState, account: str, limit: int) -> None:
 @wallet.command("sign")
 @click.argument("account")
 @click.option("--message", metavar="TEXT", help="Sign TEXT (EIP-191 personal_sign).")
-@click.option("--message-stdin", is_flag=True, help="Sign the text read from stdin (EIP-191).")
+@click.option("--message-stdin", is_flag=True, help="Sign the text read from stdin, less one final newline (EIP-191).")
 @click.option("--typed-data", type=click.Path(dir_okay=False), metavar="FILE", help="Sign EIP-712 typed data (JSON file, - for stdin).")
 @json_option
 @pass_state
@@ -282,7 +282,7 @@ def wallet_sign(state: CliState, account: str, message: str | None, message_stdi
             raise ValidationError(f"typed data is not JSON: {exc.msg} (line {exc.lineno})") from None
         result = engine.wallets.sign_typed_data(account, data, actor=ACTOR)
     else:
-        text = click.get_text_stream("stdin").read() if message_stdin else message
+        text = click.get_text_stream("stdin").read().removesuffix("\n") if message_stdin else message
         result = engine.wallets.sign_message(account, text or "", actor=ACTOR)
     if state.json:
         emit_json(result)

@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -167,7 +167,6 @@ class ChainTx:
     known: bool
     receipt: Receipt | None = None
     nonce: int | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -310,7 +309,8 @@ class EvmWallet:
         """Run one JSON-RPC call; network failures become VenueUnavailable without the URL's secrets."""
         try:
             return call()
-        except (ValidationError, VenueRejected, VenueUnavailable, ConfigError, CredentialsError):
+        except (ValidationError, VenueRejected, VenueUnavailable, ConfigError, CredentialsError,
+                w3exc.TransactionNotFound):
             raise
         except Exception as exc:
             if _revert_reason(exc) is not None:
@@ -488,7 +488,7 @@ class EvmWallet:
             if reason is not None:
                 raise VenueRejected(f"the transfer would revert: {reason}; nothing was signed", code="reverted") from None
             message = _rpc_message(exc)
-            if "insufficient funds" in message.lower() or "enough balance" in message.lower():
+            if any(text in message.lower() for text in ("insufficient funds", "enough balance", "cannot afford")):
                 raise VenueRejected(f"insufficient funds for the amount and gas: {message}",
                                     code="insufficient_funds") from None
             raise VenueRejected(f"gas estimation failed: {message}", code="estimate_failed") from None
@@ -546,10 +546,6 @@ class EvmWallet:
         """The receipt of *tx_hash* (confirmed or reverted), or None while it is not mined."""
         try:
             raw = self._rpc("reading a receipt", lambda: self.w3.eth.get_transaction_receipt(tx_hash))
-        except VenueRejected as exc:
-            if "not found" in str(exc).lower():
-                return None
-            raise
         except w3exc.TransactionNotFound:
             return None
         if raw is None or raw.get("blockNumber") is None:
@@ -562,25 +558,15 @@ class EvmWallet:
             gas_price=int(raw.get("effectiveGasPrice") or 0) or None,
         )
 
-    def _receipt_quiet(self, tx_hash: str) -> Receipt | None:
-        try:
-            return self.receipt(tx_hash)
-        except w3exc.TransactionNotFound:
-            return None
-
     def find_transaction(self, tx_hash: str) -> ChainTx:
         """Whether the node knows *tx_hash* (pending or mined), with its receipt once mined."""
-        receipt = self._receipt_quiet(tx_hash)
+        receipt = self.receipt(tx_hash)
         if receipt is not None:
             return ChainTx(True, receipt)
         try:
             tx = self._rpc("looking up a transaction", lambda: self.w3.eth.get_transaction(tx_hash))
         except w3exc.TransactionNotFound:
             return ChainTx(False)
-        except VenueRejected as exc:
-            if "not found" in str(exc).lower():
-                return ChainTx(False)
-            raise
         if tx is None:
             return ChainTx(False)
         return ChainTx(True, None, int(tx["nonce"]))
@@ -589,7 +575,7 @@ class EvmWallet:
         """Poll for the receipt up to *timeout* seconds (default ``receipt_timeout``); None if not mined by then."""
         deadline = time.monotonic() + (self.receipt_timeout if timeout is None else timeout)
         while True:
-            receipt = self._receipt_quiet(tx_hash)
+            receipt = self.receipt(tx_hash)
             if receipt is not None or time.monotonic() >= deadline:
                 return receipt
             time.sleep(min(poll, max(0.0, deadline - time.monotonic())))

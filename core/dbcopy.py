@@ -426,7 +426,12 @@ def copy_installation(
         if bots:
             warnings.append(f"{len(bots)} runner lease(s) held on the source: writes after the snapshot are not in the copy")
         marker = {"source": redact_url(source_url), "started_at": isoformat(utcnow()), "pid": os.getpid()}
-        _prepare_target(target, marker)
+        try:
+            _prepare_target(target, marker)
+        except pw.DatabaseError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CopyFailed(f"preparing the target {state.url} failed: {first}; nothing was changed "
+                             "(the copy creates tables: connect as the database owner)") from exc
         tables: dict[str, int] = {}
         digests: dict[str, str] = {}
         with snapshot(source), use_database(target), target.atomic():

@@ -92,6 +92,15 @@ def test_granted_role_runs_tradeguard_but_cannot_alter_schema_or_history(pg_url,
             with pytest.raises(peewee.DatabaseError, match="permission denied|must be owner"):
                 with engine.db.atomic():
                     engine.db.execute_sql(statement)
+
+    # `db copy --force` onto the database needs the owner: the app role is refused, nothing changes
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    with open_engine(source, home) as engine:
+        engine.accounts.add("from-sqlite", "paper")
+    copy = Cli(home, source)("db", "copy", "--to", url, "--force", "--yes")
+    assert copy.exit_code == 1 and "connect as the database owner" in copy.stderr
+    with open_engine(url, home) as engine:
+        assert [a.name for a in engine.accounts.list()] == ["main"]
     conn.close()
 
 

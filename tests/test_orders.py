@@ -150,11 +150,11 @@ def test_cancelling_a_parent_cancels_its_children(sqlite_engine):
                                 stop_loss="80", actor="t")
     children = rows(engine, Order, Order.parent == parent.id)
     assert len(children) == 2
-    # a parent that is already filled cannot be cancelled, but an open child can be via the parent's children
-    with pytest.raises(ValidationError):
-        engine.cancel_order(parent.id)
-    engine.orders._cancel_children(engine.orders.get(parent.id), "t")
+    # cancelling the filled parent cancels its protective children
+    engine.cancel_order(parent.id, actor="t")
     assert {engine.orders.get(c.id).status.value for c in children} == {"CANCELED"}
+    with pytest.raises(ValidationError, match="already FILLED"):
+        engine.cancel_order(parent.id)
     # an open (unfilled) parent: cancel it and nothing is left
     resting = engine.place_order("p", "BTC/USDT", "buy", "1", type="limit", price="50", stop_loss="40", actor="t")
     engine.cancel_order(resting.id)

@@ -575,10 +575,18 @@ class Orders(Service):
 
     @in_engine_db
     def cancel(self, order_id: int | str, *, actor: str = "api", reason: str | None = None) -> Order:
-        """Cancel an order (at the venue if it may be there) and its protective children. Cancels always pass."""
+        """Cancel an order (at the venue if it may be there) and its protective children. Cancels always pass.
+
+        Cancelling a filled parent cancels its open stop-loss/take-profit children.
+        """
         order = self.get(order_id)
         if order.status.is_final:
-            raise ValidationError(f"order {order.id} is already {order.status.value}")
+            active_children = Order.select(Order.id).where(
+                (Order.parent == order.id) & (Order.status.in_(list(ACTIVE_STATUSES)))).exists()
+            if not active_children:
+                raise ValidationError(f"order {order.id} is already {order.status.value}")
+            self._cancel_children(order, actor)  # a filled parent: cancelling it removes its protection
+            return order
         detail = {"reason": reason} if reason else {}
         if order.status is S.PENDING_CONFIRMATION:
             result = self._set_status(order.id, S.CANCELED, actor, detail)

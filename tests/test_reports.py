@@ -294,3 +294,22 @@ def test_since_accepts_a_duration_ago(engine):
     fill(engine, account, utcnow() - timedelta(hours=1), "sell", "1", "12", realized="2")
     s = engine.reports.report("recent", since="2d").summary
     assert s["trades"] == 1 and s["realized_pnl"] == 2
+
+
+def test_a_period_ending_in_the_future_counts_days_only_up_to_today(engine):
+    from tradeguard.clock import utcnow
+
+    account = engine.accounts.add("future", "paper", initial_capital="100")
+    fill(engine, account, utcnow(), "buy", "1", "10")
+    report = engine.reports.report("future", since=utcnow().date().isoformat(), until="2999-01-01")
+    assert report.summary["days"] == 1
+
+
+def test_plot_without_matplotlib_is_a_clear_error(sqlite_cli, tmp_path, monkeypatch):
+    import sys
+
+    _seed_cli(sqlite_cli)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if the extra were not installed
+    result = sqlite_cli("report", "main", "--plot", str(tmp_path / "x.png"))
+    assert result.exit_code == 2 and "pip install 'tradeguard[plot]'" in result.stderr
+    assert not (tmp_path / "x.png").exists()

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping
 
 import peewee
 
-from tradeguard.clock import isoformat
+from tradeguard.clock import isoformat, utcnow
 from tradeguard.reporting import metrics
 from tradeguard.reporting.ledger import CONTEXT, ZERO, Ledger, split_symbol
 from tradeguard.reporting.stream import keyset
@@ -229,7 +229,9 @@ class _Builder:
         """Equity at the end of each UTC day of the period and the day's return."""
         first = self.curve[0].at.date()
         last_event = self.curve[-1].at.date()
-        last = (self.until - timedelta(microseconds=1)).date() if self.until is not None else last_event
+        last = last_event
+        if self.until is not None:  # up to the end of the period, but not into the future
+            last = max(min(self.until - timedelta(microseconds=1), utcnow()).date(), last_event)
         closes: dict[date, Decimal] = {}
         for point in self.curve:
             closes[point.at.date()] = point.equity

@@ -27,6 +27,7 @@ from wallet_helpers import (
     MASTER_KEY,
     TESTER_CHAIN_ID,
     assert_no_key_in_files,
+    assert_no_key_in_text,
     deploy_token,
     fund,
     load_chain_server,
@@ -166,6 +167,7 @@ def test_crash_after_recording_before_broadcast_is_sent_on_settle(chain, tmp_pat
                        "wallet", "send", "alice", dest, "0.25", "--yes")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, (out, err)
+    assert_no_key_in_text(KNOWN_KEY, out, err)
     with open_engine(f"sqlite:///{db}", home) as engine:
         (row,) = transfers(engine)
         assert row.settlement_status == "signed"

@@ -169,7 +169,10 @@ def test_tampered_backup_is_refused_and_nothing_changes(kind, home, target, sqli
     assert not list(home.glob(".tradeguard-backup-*"))  # scratch files are removed
 
 
-def test_tampered_postgres_backup_is_refused(pg_url, home, target, cli):
+def test_tampered_postgres_backup_is_refused(pg_url, home, target):
+    from conftest import Cli
+
+    cli = Cli(home, pg_url)
     made = _backups(pg_url, home, target)
     _tamper("flip-middle", Path(target[len("file://"):]), [m["id"] for m in made])
     before = rows_of(pg_url)
@@ -393,3 +396,39 @@ def test_missing_or_old_pg_dump_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(snapshot, "tool_major", lambda path: 12)
     with pytest.raises(snapshot.PgToolMissing, match="pg_dump 12 is older than the PostgreSQL server"):
         snapshot.find_pg_tool("pg_dump", 15)
+
+
+def test_migrate_postgres_without_the_master_key_keeps_a_private_dump(pg_url, home, target):
+    from conftest import Cli
+    from tradeguard.backup.snapshot import find_pg_tool
+    from tradeguard.storage import migrations, use_database
+
+    with open_engine(pg_url, home) as engine:
+        fill(engine, accounts=1)
+        engine.set_profile("production")
+        with use_database(engine.db):
+            migrations.downgrade(engine.db, migrations.head() - 1)
+    result = Cli(home, pg_url).json("db", "migrate", env=env(target, key=None))
+    dump = Path(result["backup"]["where"])
+    assert result["backup"]["kind"] == "snapshot" and dump.parent == home / "pre-migration"
+    assert stat.S_IMODE(dump.stat().st_mode) == 0o600
+    import subprocess
+
+    listing = subprocess.run([find_pg_tool("pg_restore", 15), "--list", str(dump)], capture_output=True, text=True)
+    assert listing.returncode == 0 and "TABLE DATA public account" in listing.stdout
+
+
+def test_development_auto_migration_backs_up_first(home, caplog):
+    from tradeguard.storage import migrations, use_database
+
+    url = f"sqlite:///{home / 'tradeguard.db'}"
+    with open_engine(url, home) as engine:
+        fill(engine, accounts=1)
+        assert engine.profile == "development"
+        with use_database(engine.db):
+            migrations.downgrade(engine.db, migrations.head() - 1)
+    with caplog.at_level("WARNING", logger="tradeguard.backup"), open_engine(url, home, key=None) as engine:
+        with use_database(engine.db):
+            assert migrations.current(engine.db) == migrations.head()
+    snaps = list(home.glob("tradeguard.db.pre-migration-v*"))
+    assert len(snaps) == 1 and str(snaps[0]) in caplog.text

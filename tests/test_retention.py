@@ -141,3 +141,59 @@ def test_prune_if_due_runs_once_per_interval(installation, home):
         assert first is not None and first.total == 6 + SNAPSHOTS // 2 + 1
         assert prune_if_due(engine, every=timedelta(hours=1)) is None
         assert prune(engine, dry_run=True).total == 0
+
+
+# -- archiving the audit trail (never deleting it) --------------------------------------------
+
+
+def test_audit_archive_proves_what_was_archived(cli, installation, home, key, tmp_path):
+    import json
+    import os
+
+    out = tmp_path / "archive" / "audit-q1.jsonl"
+    out.parent.mkdir()
+    env = {"TRADEGUARD_MASTER_KEY": key}
+    assert cli("audit", "archive", "-o", str(out)).exit_code == 2  # the checkpoint needs the master key
+    assert not out.exists()
+    manifest = cli.json("audit", "archive", "-o", str(out), env=env)
+    sidecar = out.with_name("audit-q1.manifest.json")
+    assert oct(out.stat().st_mode & 0o777) == "0o600" and oct(sidecar.stat().st_mode & 0o777) == "0o600"
+    lines = out.read_text().splitlines()
+    assert len(lines) == manifest["entries"] == manifest["last_seq"]
+    assert json.loads(lines[-1])["hash"] == manifest["head_hash"] == manifest["checkpoint"]["head_hash"]
+
+    with open_engine(installation["url"], home) as engine, use_database(engine.db):
+        recorded = AuditLog.select().where(AuditLog.action == "audit.archive").get()
+        assert json.loads(recorded.payload)["sha256"] == manifest["sha256"]
+        assert AuditLog.select().count() > manifest["entries"]  # nothing was removed from the database
+
+    checked = cli.json("audit", "check-archive", str(out), env=env)
+    assert checked["seal_checked"] and checked["entries"] == manifest["entries"]
+    assert cli.json("audit", "check-archive", str(out), "--offline")["database_checked"] is False
+    again = cli("audit", "archive", "-o", str(out), env=env)
+    assert again.exit_code == 2 and "never overwritten" in again.stderr
+
+    # a changed line is named; so is a manifest that no longer matches
+    tampered = tmp_path / "archive" / "tampered.jsonl"
+    rows = [json.loads(line) for line in lines]
+    rows[2]["actor"] = "mallory"
+    tampered.write_text("".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n" for r in rows))
+    tampered.with_name("tampered.manifest.json").write_text(sidecar.read_text())
+    bad = cli("audit", "check-archive", str(tampered), "--offline")
+    assert bad.exit_code == 4 and "entry 3 was changed" in bad.stderr
+    os.chmod(sidecar, 0o600)
+    data = json.loads(sidecar.read_text())
+    data["sha256"] = "0" * 64
+    sidecar.write_text(json.dumps(data))
+    bad = cli("audit", "check-archive", str(out), "--offline")
+    assert bad.exit_code == 4 and "SHA-256 differs" in bad.stderr
+
+
+def test_check_archive_notices_history_rewritten_after_the_archive(cli, installation, home, key, tmp_path):
+    out = tmp_path / "a.jsonl"
+    env = {"TRADEGUARD_MASTER_KEY": key}
+    manifest = cli.json("audit", "archive", "-o", str(out), env=env)
+    with open_engine(installation["url"], home) as engine, use_database(engine.db):
+        AuditLog.update(hash="f" * 64).where(AuditLog.seq == manifest["last_seq"]).execute()
+    bad = cli("audit", "check-archive", str(out))
+    assert bad.exit_code == 4 and "rewritten" in bad.stderr

@@ -81,6 +81,13 @@ class AuditTrail(Service):
                     rows = db.execute_sql(sql, (after, *params)).fetchall()
                 finally:
                     conn.text_factory = saved
+            elif raw and backend_of(db) == "postgres":
+                import psycopg2.extensions
+
+                cursor = db.cursor()
+                psycopg2.extensions.register_type(psycopg2.extensions.BYTES, cursor)  # text as undecoded bytes
+                cursor.execute(sql, (after, *params))
+                rows = cursor.fetchall()
             else:
                 rows = db.execute_sql(sql, (after, *params)).fetchall()
                 if raw:

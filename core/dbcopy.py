@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import sys
 import time
 from dataclasses import dataclass, field
-import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from enum import Enum

@@ -67,8 +67,9 @@ def transfers(engine) -> list[Trade]:
         return list(Trade.select().where(Trade.exchange_trade_id.startswith("wallet:")).order_by(Trade.id))
 
 
-def test_concurrent_sends_from_two_engines_get_distinct_nonces(chain, tmp_path, home):
-    url = f"sqlite:///{tmp_path / 'c.db'}"
+def test_concurrent_sends_from_two_engines_get_distinct_nonces(chain, db_url, home):
+    """Eight threads on two Engines sharing one database (SQLite file, or PostgreSQL)."""
+    url = db_url
     w3 = connect(chain.url)
     with open_engine(url, home) as first, open_engine(url, home) as second:
         address = new_wallet(first, chain.url)

@@ -57,6 +57,18 @@ def check_sqlite(path: Path, manifest: Manifest, master_key: Any, home: Path) ->
         return {"integrity_check": "ok", **verify_audit(engine, manifest, master_key)}
     finally:
         engine.close()
+        _self_contained(path)
+
+
+def _self_contained(path: Path) -> None:
+    """Fold any WAL back into *path* so the file alone is the whole database (it is moved next)."""
+    import sqlite3
+
+    conn = sqlite3.connect(str(path))
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        conn.close()
 
 
 def check_postgres(db: Any, dump: Path, manifest: Manifest, master_key: Any, home: Path) -> dict[str, Any]:

@@ -175,7 +175,8 @@ class Backups(Service):
         if bool(to) == bool(in_place):
             raise ValidationError("restore needs exactly one of --to PATH and --in-place")
         if to:
-            return restore_to(self.target(target), backup_id, self.master_key, to, progress=progress)
+            return restore_to(self.target(target), backup_id, self.master_key, to, progress=progress,
+                              work_near=self.engine.settings.home_path)
         tgt = self.target(target)
         backup_id = pipeline.resolve_id(tgt, backup_id)
         with pipeline.work_dir(self._work_near()) as work:
@@ -269,7 +270,7 @@ def _age(backup_id: str) -> float:
 
 
 def restore_to(target: Any, backup_id: str, master_key: Any, to: str, *, pg_db: Any = None,
-               progress: pipeline.Progress | None = None) -> dict[str, Any]:
+               progress: pipeline.Progress | None = None, work_near: Path | None = None) -> dict[str, Any]:
     """Restore a backup from *target* into *to* with only the master key: a new SQLite file
     (path or ``sqlite:///`` URL) or an empty PostgreSQL database (``postgresql://`` URL).
 
@@ -282,8 +283,7 @@ def restore_to(target: Any, backup_id: str, master_key: Any, to: str, *, pg_db: 
         try:
             if not restore.postgres_is_empty(db):
                 raise ValidationError(f"{redact_url(to)} is not empty: restore into an empty database (or use --in-place)")
-            home = Path.home() / ".tradeguard"
-            with pipeline.work_dir(home) as work:
+            with pipeline.work_dir(work_near or Path.home() / ".tradeguard") as work:
                 verified = restore.verify_into(target, backup_id, master_key, work, pg_db=db, progress=progress)
                 if verified.opened.manifest.db_kind != "postgres":
                     raise ValidationError(f"backup {verified.opened.manifest.backup_id} is of a SQLite database: restore it --to a file path")

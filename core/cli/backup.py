@@ -125,7 +125,7 @@ def create(state: CliState, target: str | None) -> None:
 def list_(state: CliState, target: str | None) -> None:
     """Backups on the target (read from the target itself; the database is not needed)."""
     if _database_exists(state):
-        rows = state.engine().backups.list(target)
+        rows = state.engine(check_schema=False).backups.list(target)
     else:
         from tradeguard.backup.pipeline import list_backups
 
@@ -173,7 +173,8 @@ def restore(state: CliState, backup_id: str, to: str | None, in_place: bool, yes
         if to:
             from tradeguard.backup import restore_to
 
-            result = restore_to(_standalone_target(state, target), backup_id, _master_key(state), to, progress=progress)
+            result = restore_to(_standalone_target(state, target), backup_id, _master_key(state), to, progress=progress,
+                                work_near=state.settings.home_path)
         else:
             if not yes and not click.confirm("Replace the current database with this backup?", default=False, err=True):
                 fail("not confirmed; nothing changed", EXIT_BAD_INPUT)

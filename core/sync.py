@@ -23,16 +23,17 @@ is reported in its own result and never stops the others.
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from tradeguard import audit
+from peewee import fn
+
 from tradeguard.clock import utcnow
 from tradeguard.errors import TradeguardError, ValidationError, VenueError
 from tradeguard.money import plain
@@ -122,10 +123,20 @@ class _VenueState:
     transfers: list[Mapping[str, Any]]
     fills_since: datetime | None
     notes: list[str]
+    capabilities: frozenset[str] = frozenset()
 
 
 class Sync(Service):
-    """The Engine's sync service (``engine.sync`` / ``engine.syncer``)."""
+    """The Engine's sync service (``engine.sync`` / ``engine.syncer``).
+
+    Venue calls of many accounts overlap; their database writes are queued
+    and committed together (`GroupCommit`): one transaction, and one fsync,
+    for every account that finished its venue calls meanwhile.
+    """
+
+    def __init__(self, engine: Any):
+        super().__init__(engine)
+        self._commits = GroupCommit(engine)
 
     def run(
         self,
@@ -190,32 +201,44 @@ class Sync(Service):
         start = time.perf_counter()
         result = SyncResult(account=name)
         account = self.engine.accounts.get(name)
-        balance_before = _latest_balances(account)
+        balance_before, previous_at = _latest_balances(account)
         positions_before = _positions(account)
         adapter = None
         calls_before = 0
-        balance_after: dict[str, str] | None = None
-        positions_after: dict[str, str] | None = None
+        row: SyncLog | None = None
+
+        def finish(tx_positions: Mapping[str, str] | None, after: Mapping[str, str] | None) -> SyncLog:
+            result.api_calls = int(getattr(adapter, "api_calls", 0) or 0) - calls_before if adapter is not None else 0
+            result.duration_ms = int((time.perf_counter() - start) * 1000)
+            return SyncLog.create(
+                account=account.id, sync_type="full", source=source[:20], status=result.status,
+                balance_before=dict(balance_before or {}), balance_after=after,
+                positions_before=dict(positions_before), positions_after=tx_positions,
+                duration_ms=result.duration_ms, api_calls=result.api_calls,
+                error_code=(result.error_code or None) and str(result.error_code)[:64], error_message=result.error,
+                started_at=started_at,
+            )
+
         try:
             adapter = self._adapter(account)
             calls_before = int(getattr(adapter, "api_calls", 0) or 0)
             balances = list(adapter.fetch_balance())
-            self._reconcile(account, result)
-            state = self._fetch(account, adapter, balances)
-            self._apply(account, adapter, state, result, previous=balance_before)
-            balance_after = {b.asset: plain(b.total) for b in state.balances}
-            positions_after = _positions(Account.get_by_id(account.id))
+            recent = _recent_orders(account)
+            if any(status in LIVE_STATUSES for status in recent.values()):
+                self._reconcile(account, result)  # the order path's reconciliation of the orders it follows
+                recent = _recent_orders(account)
+            state = self._fetch(account, adapter, balances, balance_before, set(recent))
+            row = self._apply(account, adapter, state, result, balance_before, previous_at, positions_before, finish)
         except Exception as exc:  # one account's failure is its own result
             result.status = "failed"
             result.error = _one_line(exc)
             result.error_code = getattr(exc, "code", None) or type(exc).__name__
             if not isinstance(exc, TradeguardError):
                 log.exception("sync of %s failed unexpectedly", name)
-        result.api_calls = int(getattr(adapter, "api_calls", 0) or 0) - calls_before if adapter is not None else 0
-        result.duration_ms = int((time.perf_counter() - start) * 1000)
-        row = self._log(account, result, source, started_at, balance_before, balance_after, positions_before, positions_after)
+        if row is None:
+            row = self._log_failure(account, finish)
         result.sync_log_id = row.id
-        payload = _log_dict(row)
+        payload = _log_dict(row, name)
         payload["result"] = result.to_dict()
         self.engine.plugins.fire("on_sync_finished", account=name, result=payload)
         return result
@@ -236,19 +259,21 @@ class Sync(Service):
                 )
         return self.engine.exchange_for(account.name)
 
-    def _fetch(self, account: Account, adapter: Any, balances: list[Balance]) -> _VenueState:
+    def _fetch(self, account: Account, adapter: Any, balances: list[Balance],
+               previous: Mapping[str, str] | None, order_symbols: set[str]) -> _VenueState:
         notes: list[str] = []
+        changed = _changed_assets(balances, previous)
         caps = getattr(adapter, "capabilities", frozenset())
         positions = list(adapter.fetch_positions()) if CAP_POSITIONS in caps else []
-        # reconciliation just imported the venue's open orders: the database has them now
-        open_orders = [_venue_view(o) for o in Order.select().where(
-            (Order.account == account.id) & (Order.status.in_([OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED])))]
+        open_orders = list(adapter.fetch_open_orders())
         since = account.last_balance_sync - FILL_OVERLAP if account.last_balance_sync else None
-        unique = {f.trade_id: f for f in self._fetch_fills(account, adapter, balances, positions, open_orders, since)}
+        unique = {f.trade_id: f for f in self._fetch_fills(account, adapter, balances, positions, open_orders, since,
+                                                           previous, changed, order_symbols)}
         fills = [f for f in unique.values() if not _known_trade(account, f.trade_id)]
-        orders_by_id: dict[str, VenueOrder] = {}
+        orders_by_id: dict[str, VenueOrder] = {o.exchange_order_id: o for o in open_orders if o.exchange_order_id}
         known = _known_exchange_ids(account, {f.exchange_order_id for f in fills if f.exchange_order_id})
-        unknown = sorted({f.exchange_order_id for f in fills if f.exchange_order_id and f.exchange_order_id not in known})
+        unknown = sorted({f.exchange_order_id for f in fills if f.exchange_order_id and f.exchange_order_id not in known
+                          and f.exchange_order_id not in orders_by_id})
         symbol_of = {f.exchange_order_id: f.symbol for f in fills}
         for order_id in unknown[:MAX_ORDER_LOOKUPS]:
             try:
@@ -256,41 +281,43 @@ class Sync(Service):
             except (TradeguardError, LookupError) as exc:
                 notes.append(f"order {order_id} not readable: {_one_line(exc)}")
         transfers: list[Mapping[str, Any]] = []
-        previous = _latest_balances(account)
-        changed = previous is not None and {b.asset: b.total for b in balances if b.total} != {
-            asset: Decimal(total) for asset, total in previous.items() if Decimal(total)}
         if changed and CAP_CASH_FLOWS in caps and hasattr(adapter, "fetch_cash_flows") and account.last_balance_sync:
             # only a changed balance can hide a deposit or withdrawal: unchanged ones cost no history calls
             try:
                 transfers = list(adapter.fetch_cash_flows(since=account.last_balance_sync - FILL_OVERLAP))
             except VenueError as exc:  # history is a nicety: without it, changes stay UNEXPLAINED
                 notes.append(f"deposit/withdrawal history unavailable: {_one_line(exc)}")
-        return _VenueState(balances, positions, open_orders, fills, orders_by_id, transfers, since, notes)
+        return _VenueState(balances, positions, open_orders, fills, orders_by_id, transfers, since, notes, frozenset(caps))
 
     def _fetch_fills(self, account: Account, adapter: Any, balances: Sequence[Balance],
                      positions: Sequence[VenuePosition], open_orders: Sequence[VenueOrder],
-                     since: datetime | None) -> list[Fill]:
+                     since: datetime | None, previous: Mapping[str, str] | None,
+                     changed: set[str] | None, order_symbols: set[str]) -> list[Fill]:
         if not getattr(adapter, "my_trades_needs_symbol", False):
             return list(adapter.fetch_my_trades(None, since))
-        symbols = self._symbols_of_interest(account, adapter, balances, positions, open_orders)
+        symbols = self._symbols_of_interest(account, adapter, balances, positions, open_orders, previous, changed,
+                                            order_symbols)
         fills: list[Fill] = []
         for symbol in sorted(symbols):
             fills.extend(adapter.fetch_my_trades(symbol, since))
         return fills
 
     def _symbols_of_interest(self, account: Account, adapter: Any, balances: Sequence[Balance],
-                             positions: Sequence[VenuePosition], open_orders: Sequence[VenueOrder]) -> set[str]:
-        """Where fills may have happened: open orders, live or recent orders, positions, held assets."""
-        symbols = {o.symbol for o in open_orders} | {p.symbol for p in positions}
-        recent = utcnow() - timedelta(days=1)
-        query = Order.select(Order.symbol).where(
-            (Order.account == account.id) & ((Order.status.in_(LIVE_STATUSES)) | (Order.updated_at >= recent))
-        ).distinct()
-        symbols |= {row.symbol for row in query}
+                             positions: Sequence[VenuePosition], open_orders: Sequence[VenueOrder],
+                             previous: Mapping[str, str] | None, changed: set[str] | None,
+                             order_symbols: set[str]) -> set[str]:
+        """Where fills may have happened: open orders, live or recent orders, positions, and the
+        ``ASSET/QUOTE`` pairs of held assets whose balance (or the quote's) changed since the last
+        sync -- every pair on the first sync. A fill always moves a balance (the base, the quote or
+        the fee asset), so unchanged balances cost no per-symbol trade queries (Binance weight 20 each)."""
+        symbols = {o.symbol for o in open_orders} | {p.symbol for p in positions} | set(order_symbols)
         markets = adapter.load_markets()
-        for balance in balances:
-            symbol = f"{balance.asset}/{account.quote_currency}"
-            if balance.asset != account.quote_currency and symbol in markets:
+        quote = account.quote_currency
+        for asset in {b.asset for b in balances} | set(previous or {}):
+            symbol = f"{asset}/{quote}"
+            if asset == quote or symbol not in markets:
+                continue
+            if changed is None or asset in changed or quote in changed:
                 symbols.add(symbol)
         return {s for s in symbols if s in markets}
 
@@ -305,40 +332,59 @@ class Sync(Service):
     # -- database ----------------------------------------------------------------------------
 
     def _apply(self, account: Account, adapter: Any, state: _VenueState, result: SyncResult,
-               previous: Mapping[str, str] | None) -> None:
+               previous: Mapping[str, str] | None, previous_at: datetime | None, positions_before: Mapping[str, str],
+               finish: Callable[..., SyncLog]) -> SyncLog:
         pricer = UsdPricer(adapter)
         usd = {b.asset: pricer.value(b.asset, b.total) for b in state.balances}  # venue calls: before the lock
         fill_usd = {f.trade_id: pricer.fill_value(f) for f in state.fills}
         transfer_usd = {t["external_id"]: pricer.value(t["asset"], Decimal(t["amount"])) for t in state.transfers}
-        previous_at = _latest_snapshot_time(account)
-        with _account_lock(self.engine.db, account.id) as tx:
-            account = Account.get_by_id(account.id)
-            result.imported_orders += self._import_orders(account, state, tx)
-            result.imported_fills += self._import_fills(account, state, fill_usd, tx)
-            flows = self._record_transfers(account, state, transfer_usd, tx)
-            now = utcnow()
-            unexplained = self._record_unexplained(account, state, previous, previous_at, usd, now, tx)
-            result.cash_flows, result.unexplained = flows + unexplained, unexplained
-            for balance in state.balances:
-                BalanceSnapshot.create(account=account.id, asset=balance.asset, free=balance.free, used=balance.used,
-                                       total=balance.total, usd_value=usd.get(balance.asset), source="sync", taken_at=now)
+
+        def work(tx: Any) -> SyncLog:
+            return self._write(account, state, result, previous, previous_at, positions_before, usd, fill_usd,
+                               transfer_usd, finish, tx)
+
+        return self._commits.run(account.id, work)
+
+    def _write(self, account: Account, state: _VenueState, result: SyncResult, previous: Mapping[str, str] | None,
+               previous_at: datetime | None, positions_before: Mapping[str, str],
+               usd: Mapping[str, Decimal | None], fill_usd: Mapping[str, Decimal | None],
+               transfer_usd: Mapping[str, Decimal | None], finish: Callable[..., SyncLog], tx: Any) -> SyncLog:
+        """Everything one sync writes, inside the (group) transaction holding the account's lock."""
+        ledger_changed = bool(state.fills or state.orders_by_id)
+        if ledger_changed:  # imports go through the order ledger, which updates the account row
+            row = Account.get_by_id(account.id)
+            result.imported_orders += self._import_orders(row, state, tx)
+            result.imported_fills += self._import_fills(row, state, fill_usd, tx)
+            row.save()
+        flows = self._record_transfers(account, state, transfer_usd, tx)
+        now = utcnow()
+        unexplained = self._record_unexplained(account, state, previous, previous_at, usd, now, tx)
+        result.cash_flows, result.unexplained = flows + unexplained, unexplained
+        if state.balances:
+            BalanceSnapshot.insert_many([
+                {"account": account.id, "asset": b.asset, "free": b.free, "used": b.used, "total": b.total,
+                 "usd_value": usd.get(b.asset), "source": "sync", "taken_at": now} for b in state.balances
+            ]).execute()
+        positions_stored = bool(state.positions) or CAP_POSITIONS in state.capabilities
+        if positions_stored:
             result.positions = self._store_positions(account, state.positions, now)
-            valued = [v for v in usd.values() if v is not None]
-            total_usd = sum(valued, ZERO) if valued or not state.balances else None
-            if len(valued) < len(usd):
-                missing = sorted(a for a, v in usd.items() if v is None)
-                state.notes.append(f"no USD price for {', '.join(missing)}")
-            account.real_balance_usd = total_usd
-            if account.mode is TradingMode.LIVE:
-                quote = next((b for b in state.balances if b.asset == account.quote_currency), None)
-                account.current_cash = quote.total if quote is not None else ZERO
-            account.last_balance_sync = now
-            account.sync_status = "ok"
-            account.save()
+        valued = [v for v in usd.values() if v is not None]
+        total_usd = sum(valued, ZERO) if valued or not state.balances else None
+        if len(valued) < len(usd):
+            missing = sorted(a for a, v in usd.items() if v is None)
+            state.notes.append(f"no USD price for {', '.join(missing)}")
+        changes: dict[Any, Any] = {Account.real_balance_usd: total_usd, Account.last_balance_sync: now,
+                                   Account.sync_status: "ok"}
+        if account.mode is TradingMode.LIVE:  # the venue's quote balance is the account's cash
+            quote = next((b for b in state.balances if b.asset == account.quote_currency), None)
+            changes[Account.current_cash] = quote.total if quote is not None else ZERO
+        Account.update(changes).where(Account.id == account.id).execute()
         result.balances = len(state.balances)
         result.open_orders = len(state.open_orders)
         result.balance_usd = None if total_usd is None else plain(total_usd)
         result.notes.extend(state.notes)
+        positions_after = _positions(account) if (ledger_changed or positions_stored) else dict(positions_before)
+        return finish(positions_after, {b.asset: plain(b.total) for b in state.balances})
 
     def _import_orders(self, account: Account, state: _VenueState, tx: Any) -> int:
         """Orders that new fills point at and the database lacks (done by hand, or lost with an older
@@ -478,23 +524,13 @@ class Sync(Service):
                 row.save()
         return len(positions)
 
-    def _log(self, account: Account, result: SyncResult, source: str, started_at: datetime,
-             balance_before: Mapping[str, str] | None, balance_after: Mapping[str, str] | None,
-             positions_before: Mapping[str, str], positions_after: Mapping[str, str] | None) -> SyncLog:
-        from tradeguard.orders.locking import write_transaction
+    def _log_failure(self, account: Account, finish: Callable[..., SyncLog]) -> SyncLog:
+        """The sync_log row of a failed sync (balances and positions left as they were)."""
+        def work(tx: Any) -> SyncLog:
+            Account.update(sync_status="failed").where(Account.id == account.id).execute()
+            return finish(None, None)
 
-        with write_transaction(self.engine.db):
-            row = SyncLog.create(
-                account=account.id, sync_type="full", source=source[:20], status=result.status,
-                balance_before=dict(balance_before or {}), balance_after=balance_after,
-                positions_before=dict(positions_before), positions_after=positions_after,
-                duration_ms=result.duration_ms, api_calls=result.api_calls,
-                error_code=(result.error_code or None) and str(result.error_code)[:64], error_message=result.error,
-                started_at=started_at,
-            )
-            if not result.ok:
-                Account.update(sync_status="failed").where(Account.id == account.id).execute()
-        return row
+        return self._commits.run(account.id, work)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -507,16 +543,86 @@ class Sync(Service):
         return [_log_dict(row) for row in query.limit(limit)]
 
 
+# -- group commit ----------------------------------------------------------------------------
+
+
+class _Job:
+    __slots__ = ("account_id", "work", "done", "result", "error")
+
+    def __init__(self, account_id: int, work: Callable[[Any], Any]):
+        self.account_id, self.work = account_id, work
+        self.done, self.result, self.error = False, None, None
+
+
+class _JobAudit:
+    """Audit entries of one job, passed on to the transaction only if the job's savepoint held."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, str, str, dict[str, Any]]] = []
+
+    def audit(self, actor: str, action: str, subject: str, payload: dict[str, Any]) -> None:
+        self.entries.append((actor, action, subject, payload))
+
+    def forward(self, tx: Any) -> None:
+        for entry in self.entries:
+            tx.audit(*entry)
+
+
+class GroupCommit:
+    """Leader/follower group commit of per-account writes.
+
+    A caller queues its work and takes the writer lock; whoever holds it runs
+    every job queued so far in one transaction holding all their accounts'
+    locks (ascending ids, audit head last), each job in its own savepoint so a
+    failing one is rolled back alone. On SQLite, many accounts then share one
+    fsync instead of queueing for the database's single write lock.
+    """
+
+    def __init__(self, engine: Any):
+        self.engine = engine
+        self._writer = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Job] = []
+
+    def run(self, account_id: int, work: Callable[[Any], Any]) -> Any:
+        """Run ``work(tx)`` inside a transaction holding *account_id*'s lock; its return value, or its error."""
+        job = _Job(account_id, work)
+        with self._queue_lock:
+            self._queue.append(job)
+        with self._writer:
+            if not job.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._run_batch(batch)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        from tradeguard.orders.locking import account_lock
+
+        db = self.engine.db
+        try:
+            with account_lock(db, [job.account_id for job in batch]) as tx:
+                for job in batch:
+                    audits = _JobAudit()
+                    try:
+                        with db.atomic():  # a savepoint: this job alone rolls back
+                            job.result = job.work(audits)
+                    except Exception as exc:  # noqa: BLE001 -- reported to that job's caller
+                        job.error = exc
+                        continue
+                    audits.forward(tx)
+        except Exception as exc:  # the commit itself failed: nothing of the batch is stored
+            for job in batch:
+                if job.error is None:
+                    job.error, job.result = exc, None
+        finally:
+            for job in batch:
+                job.done = True
+
+
 # -- helpers ---------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _account_lock(db: Any, account_id: int) -> Iterator[Any]:
-    """The order path's account lock (audit entries written last)."""
-    from tradeguard.orders.locking import account_lock
-
-    with account_lock(db, [account_id]) as tx:
-        yield tx
 
 
 def _find_order(account: Account, exchange_order_id: str | None, client_order_id: str | None) -> Order | None:
@@ -529,15 +635,30 @@ def _find_order(account: Account, exchange_order_id: str | None, client_order_id
     return None
 
 
+def _changed_assets(balances: Sequence[Balance], previous: Mapping[str, str] | None) -> set[str] | None:
+    """Assets whose total differs from the last snapshot; None when there is no snapshot yet."""
+    if previous is None:
+        return None
+    now = {b.asset: b.total for b in balances}
+    before = {asset: Decimal(total) for asset, total in previous.items()}
+    return {asset for asset in set(now) | set(before) if now.get(asset, ZERO) != before.get(asset, ZERO)}
+
+
+def _recent_orders(account: Account) -> dict[str, OrderStatus]:
+    """Symbols of the account's live orders and of orders changed in the last day, with a status each
+    (a live one wins): where reconciliation and fill queries are needed."""
+    since = utcnow() - timedelta(days=1)
+    rows = Order.select(Order.symbol, Order.status).where(
+        (Order.account == account.id) & ((Order.status.in_(LIVE_STATUSES)) | (Order.updated_at >= since))).tuples()
+    out: dict[str, OrderStatus] = {}
+    for symbol, status in rows:
+        if symbol not in out or status in LIVE_STATUSES:
+            out[symbol] = status
+    return out
+
+
 def _known_trade(account: Account, trade_id: str) -> bool:
     return Trade.select(Trade.id).where((Trade.account == account.id) & (Trade.exchange_trade_id == trade_id)).exists()
-
-
-def _venue_view(order: Order) -> VenueOrder:
-    """A database order as a VenueOrder (symbols and counts for the sync's own bookkeeping)."""
-    return VenueOrder(client_order_id=order.client_order_id, exchange_order_id=order.exchange_order_id,
-                      symbol=order.symbol, side=order.side, type=order.type, quantity=order.quantity,
-                      status=order.status, price=order.price, filled=min(order.filled_quantity, order.quantity))
 
 
 def _known_exchange_ids(account: Account, ids: Iterable[str]) -> set[str]:
@@ -595,19 +716,15 @@ def _explained_changes(account: Account, since: datetime) -> dict[str, Decimal]:
     return changes
 
 
-def _latest_snapshot_time(account: Account) -> datetime | None:
-    row = (BalanceSnapshot.select(BalanceSnapshot.taken_at).where(BalanceSnapshot.account == account.id)
-           .order_by(BalanceSnapshot.taken_at.desc()).first())
-    return row.taken_at if row is not None else None
-
-
-def _latest_balances(account: Account) -> dict[str, str] | None:
-    """The totals of the newest balance snapshot ({asset: amount}), or None before the first sync."""
-    taken_at = _latest_snapshot_time(account)
-    if taken_at is None:
-        return None
-    rows = BalanceSnapshot.select().where((BalanceSnapshot.account == account.id) & (BalanceSnapshot.taken_at == taken_at))
-    return {row.asset: plain(row.total) for row in rows}
+def _latest_balances(account: Account) -> tuple[dict[str, str] | None, datetime | None]:
+    """The newest balance snapshot as ({asset: total}, taken_at), or (None, None) before the first sync."""
+    newest = (BalanceSnapshot.select(fn.MAX(BalanceSnapshot.taken_at))
+              .where(BalanceSnapshot.account == account.id))
+    rows = list(BalanceSnapshot.select(BalanceSnapshot.asset, BalanceSnapshot.total, BalanceSnapshot.taken_at)
+                .where((BalanceSnapshot.account == account.id) & (BalanceSnapshot.taken_at == newest)))
+    if not rows:
+        return None, None
+    return {row.asset: plain(row.total) for row in rows}, rows[0].taken_at
 
 
 def _positions(account: Account) -> dict[str, str]:
@@ -616,10 +733,10 @@ def _positions(account: Account) -> dict[str, str]:
             for row in rows}
 
 
-def _log_dict(row: SyncLog) -> dict[str, Any]:
+def _log_dict(row: SyncLog, account: str | None = None) -> dict[str, Any]:
     return {
         "id": row.id,
-        "account": row.account.name,
+        "account": account if account is not None else row.account.name,
         "sync_type": row.sync_type,
         "source": row.source,
         "status": row.status,

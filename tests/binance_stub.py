@@ -79,6 +79,7 @@ class StubBinance:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once (no 40 ms delayed-ACK stall)
 
             def _reply(self) -> None:
                 parts = urlsplit(self.path)

@@ -12,8 +12,9 @@ table                  age column          setting (default)
 
 Orders, order events, trades, positions, cash flows, risk logs, emergency
 events, the audit log and its checkpoints are NEVER pruned: they are the
-record users trust tradeguard for. The newest row of each account in a pruned
-table is always kept (the last known balance, the last sync), however old.
+record users trust tradeguard for. The newest rows of each account in a pruned
+table (all rows at its newest time: the last balance snapshot of every asset,
+the last sync) and its last successful sync are always kept, however old.
 
 Pruning deletes in small batches, each its own short transaction, so bots
 keep trading while it runs. An ``db.prune.start`` audit entry records the
@@ -115,11 +116,13 @@ def retention_for(engine: Any, item: Prunable, older_than: str | timedelta | Non
 
 
 def _candidates(item: Prunable, cutoff: datetime) -> pw.ModelSelect:
-    """Rows older than *cutoff*, except each account's newest row."""
+    """Rows older than *cutoff*, except each account's newest set (all rows at its newest time:
+    sync reads the last balance snapshot *set* as "before")."""
     model = item.model
     column = getattr(model, item.column)
-    newest = model.select(pw.fn.MAX(model.id)).group_by(model.account)
-    query = model.select(model.id).where((column < cutoff) & model.id.not_in(newest))
+    other = model.alias()
+    newest = other.select(pw.fn.MAX(getattr(other, item.column))).where(other.account == model.account)
+    query = model.select(model.id).where((column < cutoff) & (column < newest))
     if model is SyncLog:
         # Keep each account's last *successful* sync too: doctor reports its age.
         newest_ok = SyncLog.select(pw.fn.MAX(SyncLog.id)).where(SyncLog.status == "ok").group_by(SyncLog.account)

@@ -87,7 +87,7 @@ def test_prune_deletes_only_old_log_rows_and_is_audited(cli, installation, home,
     assert again["total"] == 0
 
 
-def test_the_newest_row_of_each_account_is_kept_however_old(cli, db_url, home):
+def test_the_newest_rows_of_each_account_are_kept_however_old(cli, db_url, home):
     with open_engine(db_url, home) as engine:
         engine.accounts.add("quiet", "paper")
         old = utcnow() - timedelta(days=400)
@@ -100,13 +100,21 @@ def test_the_newest_row_of_each_account_is_kept_however_old(cli, db_url, home):
             for days in (3, 2, 1):
                 PositionSnapshot.create(account=quiet, symbol="BTC/USDT", quantity=1, average_cost=1, source="sync",
                                         taken_at=old + timedelta(days=days))
+            # the last balance set (two assets, one sync) and an older one
+            for at in (old, old + timedelta(days=5)):
+                for asset in ("BTC", "USDT"):
+                    BalanceSnapshot.create(account=quiet, asset=asset, free=1, used=0, total=1, source="sync",
+                                           taken_at=at)
     out = cli.json("db", "prune")
-    assert {t["table"]: t["deleted"] for t in out["tables"]} == {"sync_log": 0, "balance_snapshot": 0,
+    assert {t["table"]: t["deleted"] for t in out["tables"]} == {"sync_log": 0, "balance_snapshot": 2,
                                                                  "position_snapshot": 2}
     with open_engine(db_url, home) as engine, use_database(engine.db):
         # the last good sync (doctor reports its age) and the last failure both stay
         assert SyncLog.select().count() == 2
         assert PositionSnapshot.select().count() == 1
+        # sync compares against the newest balance set: every asset of it is still there
+        assert sorted((b.asset, b.taken_at) for b in BalanceSnapshot.select()) == [
+            ("BTC", old + timedelta(days=5)), ("USDT", old + timedelta(days=5))]
 
 
 def test_retention_per_table_from_settings_and_older_than(cli, installation):

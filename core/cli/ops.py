@@ -1,4 +1,5 @@
-"""Operations commands: ``db copy``, ``db prune``, ``db grants`` and ``doctor``."""
+"""Operations commands: ``db copy``, ``db prune``, ``db grants``, ``doctor`` and
+``audit archive`` / ``audit check-archive`` (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def db_copy(state: CliState, target_url: str, force: bool, yes: bool) -> None:
     click.echo(
         f"copied {sum(result.tables.values())} rows in {len(result.tables)} tables from {result.source} to "
         f"{result.target} in {result.seconds:.1f}s"
-        + (f"; audit head #{head['seq']} {head['hash'][:12]}" if head else "")
+        + (f"; audit head {head['seq']} {head['hash']}" if head else "")
     )
 
 

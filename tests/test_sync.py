@@ -262,3 +262,98 @@ def test_cli_sync_all_exits_1_after_syncing_the_rest(tmp_path, home, stub):
     assert unknown.exit_code == 2 and "ghost" in unknown.stderr
     with open_engine(f"sqlite:///{db}", home) as engine:
         assert [row["status"] for row in engine.syncer.logs("good")] == ["ok", "ok"]
+
+
+def test_cli_sync_all_on_a_terminal_shows_progress(tmp_path, home, stub, monkeypatch):
+    from click.testing import CliRunner
+
+    import tradeguard.cli.sync as sync_cli
+    from tradeguard.cli import cli
+
+    server, url = stub
+    db = tmp_path / "tg.db"
+    with open_engine(f"sqlite:///{db}", home) as engine:
+        for name in ("p1", "p2", "p3"):
+            add_binance(engine, name, rate_limit="false")
+            engine.accounts.set(name, api_base_url=url)
+    monkeypatch.setattr(sync_cli, "stdout_is_tty", lambda: True)
+    env = {"TRADEGUARD_HOME": str(home), "TRADEGUARD_DATABASE_URL": f"sqlite:///{db}",
+           "TRADEGUARD_MASTER_KEY": MASTER_KEY, "TRADEGUARD_DISABLE_PLUGINS": "1", "COLUMNS": "120"}
+    result = CliRunner().invoke(cli, ["sync", "--all"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "syncing" in result.stdout and "3/3" in result.stdout  # the progress bar
+    for name in ("p1", "p2", "p3"):
+        assert f"{name}: ok, 3 balances" in result.stdout
+    assert "synced 3 of 3 accounts" in result.stdout
+
+
+class PerpVenue:
+    """A derivatives venue (not ccxt) registered by a test plugin: positions come from `positions`."""
+
+    name = "perpstub"
+    testnet = True
+    capabilities = frozenset({"fetch_positions"})
+    positions: list = []
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    def load_markets(self, reload: bool = False):
+        from tradeguard.types import Market, MarketKind
+
+        return {"BTC/USDT:USDT": Market("BTC/USDT:USDT", "BTC", "USDT", MarketKind.FUTURES)}
+
+    def fetch_ticker(self, symbol: str):
+        from tradeguard.types import Ticker
+        from tradeguard.clock import utcnow
+
+        return Ticker(symbol, None, None, Decimal("50000"), utcnow())
+
+    def fetch_balance(self):
+        from tradeguard.types import Balance
+
+        return [Balance("USDT", Decimal("900"), Decimal("100"), Decimal("1000"))]
+
+    def fetch_positions(self):
+        return list(type(self).positions)
+
+    def fetch_open_orders(self, symbol=None):
+        return []
+
+    def fetch_my_trades(self, symbol=None, since=None):
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+class PerpPlugin:
+    @hookimpl
+    def register_exchanges(self, register):
+        register("perpstub", PerpVenue)
+
+
+def test_sync_stores_derivatives_positions_and_closes_vanished_ones(tmp_path, home):
+    from tradeguard.storage.models import Position, PositionSnapshot
+    from tradeguard.types import MarketKind, Side, VenuePosition
+
+    PerpVenue.positions = [VenuePosition("BTC/USDT:USDT", Side.SELL, Decimal("0.25"), Decimal("61000"),
+                                         leverage=Decimal("3"), unrealized_pnl=Decimal("-12.5"))]
+    with open_engine(f"sqlite:///{tmp_path / 'tg.db'}", home, PerpPlugin()) as engine:
+        engine.accounts.add("perp", "perpstub", mode="live")
+        [result] = engine.sync("perp")
+        assert result.ok and result.positions == 1, result.error
+        position = Position.get()
+        assert position.market is MarketKind.FUTURES and position.quantity == Decimal("-0.25")
+        assert position.average_cost == Decimal("61000") and position.leverage == Decimal("3")
+        assert position.unrealized_pnl == Decimal("-12.5")
+        assert PositionSnapshot.get().quantity == Decimal("-0.25")
+        assert SyncLog.get().positions_after == {"BTC/USDT:USDT (futures)": "-0.25"}
+
+        PerpVenue.positions = []
+        [closed] = engine.sync("perp")
+        assert closed.ok
+        position = Position.get()
+        assert position.quantity == 0 and position.closed_at is not None
+        last = SyncLog.select().order_by(SyncLog.id.desc()).get()
+        assert last.positions_before == {"BTC/USDT:USDT (futures)": "-0.25"} and last.positions_after == {}

@@ -55,7 +55,7 @@ def sync(state: CliState, account: str | None, all_: bool, concurrency: int | No
 
 def _run(engine: Any, account: str | None, names: list[str], concurrency: int | None, *, json_mode: bool) -> list[Any]:
     """Sync with a progress display on a terminal, plain lines otherwise."""
-    tty = sys.stdout.isatty() and not json_mode
+    tty = stdout_is_tty() and not json_mode
     if json_mode:
         return engine.sync(account, source="cli", concurrency=concurrency)
     if not tty or len(names) == 1:
@@ -67,6 +67,11 @@ def _run(engine: Any, account: str | None, names: list[str], concurrency: int | 
 
         return engine.sync(account, source="cli", concurrency=concurrency, on_result=print_line)
     return _run_with_progress(engine, names, concurrency)
+
+
+def stdout_is_tty() -> bool:
+    """Whether stdout is a terminal (the progress display), else plain lines."""
+    return sys.stdout.isatty()
 
 
 def _run_with_progress(engine: Any, names: list[str], concurrency: int | None) -> list[Any]:

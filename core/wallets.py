@@ -422,7 +422,6 @@ class Wallets(Service):
                    timeout: float | None) -> dict[str, Any]:
         acct = self._wallet_account(account)
         request = TransferRequest(acct.name, str(to or "").strip(), to_decimal(amount, "amount"), str(asset or ""))
-        self._settle_stale(acct, actor)
         try:
             self._check_state(acct)
         except EmergencyStopActive as exc:
@@ -430,6 +429,7 @@ class Wallets(Service):
                 audit.append(actor, "wallet.send_refused", f"account:{acct.name}",
                              {"to": request.to, "amount": request.amount, "asset": request.asset, "reason": str(exc)})
             raise
+        self._settle_stale(acct, actor)
         wallet = self.engine.wallet_for(acct.name)
         with write_transaction(self.engine.db):  # the vault audits the decryption: take the write lock first
             wallet.unlock()  # decrypt the key now, outside the account lock
@@ -537,6 +537,12 @@ class Wallets(Service):
         if found.receipt is None and not found.known:
             nonce = int(data.get("nonce", -1))
             if nonce >= wallet.latest_nonce() and data.get("raw"):
+                try:
+                    self._check_state(Account.get_by_id(row.account_id))
+                except EmergencyStopActive:
+                    log.warning("transfer %s is not on chain and %s is HALTED: not sent again until resumed",
+                                row.tx_hash, row.account.name)
+                    return
                 try:
                     wallet.broadcast(SignedTransfer(row.tx_hash, nonce, data["raw"]))
                 except VenueRejected as exc:

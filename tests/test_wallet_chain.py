@@ -245,6 +245,10 @@ def test_a_transaction_the_node_dropped_is_sent_again_by_settle(manual_chain, tm
         dest = Account.create().address
         first = engine.wallets.send("alice", dest, "0.1", wait=False)
         assert rpc(w3, "tg_dropTransaction", first["tx_hash"]) is True  # the node forgot it
+        engine.trading.emergency_stop("alice", reason="test")
+        (held,) = engine.wallets.settle("alice")  # HALTED: looked up, not sent again
+        assert held["status"] == "pending" and rpc(w3, "tg_txpool") == []
+        engine.trading.resume("alice", by="test")
         (still,) = engine.wallets.settle("alice")
         assert still["status"] == "pending" and [e["hash"] for e in rpc(w3, "tg_txpool")] == [first["tx_hash"]]
         assert "wallet.rebroadcast" in audit_actions(engine)

@@ -466,3 +466,25 @@ def test_transfer_records_on_both_backends(db_url, home, w3):
             assert CashFlow.get().amount == Decimal("1E-18")
         report = engine.audit.verify()
         assert report.ok and report.keyed, report.message  # the wallet's entries are part of the sealed chain
+
+
+def test_mainnet_wallet_fails_closed_then_checks_the_chain(eng, w3):
+    """A mainnet wallet (account marked mainnet) is refused until limits and an allow-list exist; then
+    the RPC's chain id (eth-tester's, not 1) stops it before signing."""
+    eng.accounts.add("main", "paper", mainnet=True)
+    address = eng.wallets.add("main", "ethereum", private_key=KNOWN_KEY, plugin="evm-tester")["address"]
+    fund(w3, address, wei("1"))
+    dest = Account.create().address
+    with pytest.raises(RiskRejected, match="need an allow-list"):
+        eng.wallets.send("main", dest, "0.1")
+    eng.wallets.set_limits("main", allow=[dest])
+    with pytest.raises(RiskRejected, match="need a daily limit"):
+        eng.wallets.send("main", dest, "0.1")
+    eng.wallets.set_limits("main", daily={"ETH": "1"})
+    with pytest.raises(ConfigError, match="network ethereum is chain id 1: nothing was signed"):
+        eng.wallets.send("main", dest, "0.1")
+    assert transfer_rows(eng) == [] and w3.eth.get_transaction_count(address, "pending") == 0
+    wallet = eng.wallet_for("main")
+    wallet.unlock()
+    for text in (repr(wallet), str(vars(wallet)), repr(eng.wallets), repr(eng)):
+        assert KNOWN_KEY[2:] not in text.lower()

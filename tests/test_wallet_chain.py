@@ -243,7 +243,8 @@ def test_a_transaction_the_node_dropped_is_sent_again_by_settle(manual_chain, tm
         address = new_wallet(engine, manual_chain.url, private_key=KNOWN_KEY, generate=False)
         fund(w3, address, wei("1"))
         dest = Account.create().address
-        first = engine.wallets.send("alice", dest, "0.1", wait=False)
+        first = engine.wallets.send("alice", dest, "0.1", timeout=0.3)  # no block is mined: no receipt in time
+        assert first["status"] == "pending" and first["block_number"] is None
         assert rpc(w3, "tg_dropTransaction", first["tx_hash"]) is True  # the node forgot it
         engine.trading.emergency_stop("alice", reason="test")
         (held,) = engine.wallets.settle("alice")  # HALTED: looked up, not sent again

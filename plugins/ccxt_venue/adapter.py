@@ -147,6 +147,9 @@ class CcxtExchange:
         self._client_factory = client_factory
         self._sleep = sleep
         self._build_lock = threading.Lock()
+        # one call at a time per account: a bot placing an order and a sync share the client (its
+        # last response, throttler and call counter are per client)
+        self._call_lock = threading.RLock()
         self._markets: dict[str, Market] | None = None
         self._markets_stamp: Any = None
         self.capabilities = self._capabilities()
@@ -277,6 +280,10 @@ class CcxtExchange:
 
     def _call(self, method: str, *args: Any, missing_ok: bool = False, **kwargs: Any) -> Any:
         """Call a ccxt method, translating errors and backing off on rate limits."""
+        with self._call_lock:
+            return self._call_locked(method, args, kwargs, missing_ok)
+
+    def _call_locked(self, method: str, args: tuple, kwargs: dict[str, Any], missing_ok: bool) -> Any:
         client = self.client
         if method != "load_markets" and not client.markets:
             self.load_markets()  # ccxt would load them itself, bypassing the shared cache

@@ -151,7 +151,8 @@ def translate(exc: BaseException, *, venue: str, account: str, secrets: Iterable
         return VenueRejected(f"{where} rejected the request: {message}", code=code or type(exc).__name__)
     if isinstance(exc, ccxt.OperationFailed):  # NetworkError, RequestTimeout, ExchangeNotAvailable, BadResponse …
         kind = "timed out" if isinstance(exc, ccxt.RequestTimeout) else "is unavailable"
-        return VenueUnavailable(f"{where} {kind} ({type(exc).__name__}): {message}; the outcome is unknown")
+        hint = "; check this machine's clock" if isinstance(exc, ccxt.InvalidNonce) else ""
+        return VenueUnavailable(f"{where} {kind} ({type(exc).__name__}): {message}{hint}; the outcome is unknown")
     if isinstance(exc, ccxt.ExchangeError):
         # The venue answered with an error body: a definite answer, not a lost request.
         return VenueRejected(f"{where} rejected the request: {message}", code=code or type(exc).__name__)

@@ -516,7 +516,8 @@ class Wallets(Service):
         Each ``signed``/``pending`` row is looked up by its hash: a receipt
         settles it (once); a transaction the node knows stays pending (waited for
         up to *timeout* seconds); one the node does not know is re-broadcast if
-        its nonce is still free, else marked ``dropped``. Returns the rows looked at.
+        its nonce is still free, else marked ``dropped``. Returns the rows looked at;
+        without *account*, a row that could not be checked carries ``settle_error``.
         """
         query = Trade.select().join(Account).where(
             Trade.exchange_trade_id.startswith(TRANSFER_PREFIX) & Trade.settlement_status.in_(OPEN_STATES))
@@ -524,8 +525,15 @@ class Wallets(Service):
             query = query.where(Account.id == self._wallet_account(account).id)
         results = []
         for row in list(query.order_by(Trade.id)):
-            wallet = self.engine.wallet_for(row.account.name)
-            self._settle_one(row, wallet, timeout, actor)
+            try:
+                self._settle_one(row, self.engine.wallet_for(row.account.name), timeout, actor)
+            except TradeguardError as exc:
+                if account is not None:
+                    raise
+                # settling everything: one account's unreachable node does not stop the others
+                log.warning("settling %s of %s failed: %s", row.tx_hash, row.account.name, exc)
+                results.append({**transfer_dict(Trade.get_by_id(row.id)), "settle_error": str(exc)})
+                continue
             results.append(transfer_dict(Trade.get_by_id(row.id)))
         return results
 

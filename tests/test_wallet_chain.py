@@ -19,9 +19,11 @@ import pytest
 from eth_account import Account
 from web3 import HTTPProvider, Web3
 
+from tradeguard.errors import VenueUnavailable
 from tradeguard.storage import use_database
 from tradeguard.storage.models import CashFlow, Trade
 from wallet_helpers import (
+    KNOWN_ADDRESS,
     KNOWN_KEY,
     audit_actions,
     MASTER_KEY,
@@ -306,3 +308,24 @@ def test_node_refusals_and_a_nonce_taken_elsewhere(chain, tmp_path, home, monkey
         assert "nonce too low" in transfers(engine)[0].audit_data["error"]
         assert w3.eth.get_balance(dest) == 5 + wei("0.01")
 
+
+
+def test_settle_all_goes_on_when_one_node_is_down(manual_chain, tmp_path, home):
+    w3 = connect(manual_chain.url)
+    other = chain_server.ChainServer(automine=False).__enter__()
+    try:
+        with open_engine(f"sqlite:///{tmp_path / 'a.db'}", home) as engine:
+            for name, server in (("alice", manual_chain), ("bob", other)):
+                address = new_wallet(engine, server.url, account=name)
+                fund(connect(server.url), address, wei("1"))
+                assert engine.wallets.send(name, KNOWN_ADDRESS, "0.1", wait=False)["status"] == "pending"
+        other.stop()
+        rpc(w3, "tg_mine")
+        with open_engine(f"sqlite:///{tmp_path / 'a.db'}", home) as engine:  # a restart: new connections
+            results = {r["account"]: r for r in engine.wallets.settle()}
+            assert results["alice"]["status"] == "confirmed" and "settle_error" not in results["alice"]
+            assert results["bob"]["status"] == "pending" and "unreachable" in results["bob"]["settle_error"]
+            with pytest.raises(VenueUnavailable):
+                engine.wallets.settle("bob")
+    finally:
+        other.stop()

@@ -26,15 +26,17 @@ def paper_account(engine: Any, name: str = "p", *, price: str = "100", capital: 
     return venue
 
 
-def worker(url: str, home: str, account: str, count: int, start_at: float) -> None:
-    """Place *count* limit buys of 1 BTC at 100 starting at *start_at*; print what happened as JSON."""
+def worker(url: str, home: str, account: str, count: int, barrier: str) -> None:
+    """Place *count* limit buys of 1 BTC at 100 once *barrier*/go exists; print what happened as JSON."""
     from tradeguard import Engine
     from tradeguard.errors import RiskRejected
 
     results = []
     with Engine.open(url, home=home, load_entrypoints=False, reconcile=False) as engine:
-        while time.time() < start_at:
-            time.sleep(0.005)
+        Path(barrier, f"ready-{os.getpid()}").touch()
+        deadline = time.time() + 120
+        while not Path(barrier, "go").exists() and time.time() < deadline:
+            time.sleep(0.002)
         for _ in range(count):
             try:
                 order = engine.place_order(account, "BTC/USDT", "buy", "1", type="limit", price="100",
@@ -48,4 +50,4 @@ def worker(url: str, home: str, account: str, count: int, start_at: float) -> No
 
 
 if __name__ == "__main__":
-    worker(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+    worker(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])

@@ -28,11 +28,18 @@ def run_workers(url: str, home: Path, *, lock: bool) -> list[dict]:
     env.pop("TRADEGUARD_TEST_DISABLE_ACCOUNT_LOCK", None)
     if not lock:
         env["TRADEGUARD_TEST_DISABLE_ACCOUNT_LOCK"] = "1"
-    start_at = time.time() + 3.0  # every process imported and connected before the first order
+    barrier = home / f"barrier-{'lock' if lock else 'nolock'}"
+    barrier.mkdir()
     helper = Path(__file__).parent / "orders_helpers.py"
-    procs = [subprocess.Popen([sys.executable, str(helper), url, str(home), "shared", str(ORDERS_EACH), str(start_at)],
+    procs = [subprocess.Popen([sys.executable, str(helper), url, str(home), "shared", str(ORDERS_EACH), str(barrier)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
              for _ in range(PROCESSES)]
+    deadline = time.time() + 90  # every process imported and connected before the first order
+    while len(list(barrier.glob("ready-*"))) < PROCESSES and time.time() < deadline:
+        if any(p.poll() is not None for p in procs):
+            break  # a worker died: its stderr is reported below
+        time.sleep(0.01)
+    (barrier / "go").touch()
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
@@ -84,4 +91,5 @@ def test_without_the_lock_the_same_run_breaches_the_limit(db_url, home):
         _setup(engine)
         results = run_workers(db_url, home, lock=False)
         accepted = check(engine, results, expect_exact=False)
-        assert accepted > int(LIMIT / 100), f"expected a breach without the lock, {accepted} orders accepted"
+        assert accepted > int(LIMIT / 100), (f"expected a breach without the lock, {accepted} orders accepted",
+                                             {r.get("error") for r in results})

@@ -9,7 +9,9 @@ locked last, by `tradeguard.audit.append`, which callers run at the end of
 the transaction (`AccountTransaction.audit` defers the entries until then).
 
 ``TRADEGUARD_TEST_DISABLE_ACCOUNT_LOCK=1`` is a test-only switch that turns
-the lock off (a plain deferred transaction) so the concurrency test can show
+the account lock off — no row lock on PostgreSQL, and the order path runs its
+risk checks *before* the transaction, as a naive implementation would (SQLite
+still serialises the writes themselves) — so the concurrency test can show
 that, without it, limits are breached. Never set it anywhere else.
 """
 
@@ -79,11 +81,7 @@ def account_lock(db: peewee.Database, account_ids: Iterable[int]) -> Iterator[Ac
     ids = sorted(set(account_ids))
     tx = AccountTransaction()
     disabled = lock_disabled()
-    if disabled:
-        ctx: Any = db.atomic()
-    else:
-        ctx = write_transaction(db)
-    with ctx:
+    with write_transaction(db):
         if not disabled and backend_of(db) != "sqlite" and ids:
             list(Account.select(Account.id).where(Account.id.in_(ids)).order_by(Account.id).for_update())
         yield tx

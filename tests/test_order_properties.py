@@ -140,14 +140,14 @@ def run_sequence(ops, url, home):
         check_invariants(engine, venue, accepted_checks)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operations)
 def test_books_always_match_the_fills_sqlite(ops):
     with tempfile.TemporaryDirectory() as tmp:
         run_sequence(ops, f"sqlite:///{Path(tmp) / 'prop.db'}", Path(tmp) / "home")
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(ops=operations)
 def test_books_always_match_the_fills_postgres(postgres_server, ops):

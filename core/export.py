@@ -12,11 +12,9 @@ keep their exact meaning: Decimals as their exact text (``0.1``, never
 from __future__ import annotations
 
 import csv
-import enum
 import json
 from datetime import datetime
-from decimal import Decimal
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import peewee
 
@@ -24,7 +22,7 @@ from tradeguard.clock import isoformat
 from tradeguard.errors import ValidationError
 from tradeguard.money import plain
 from tradeguard.reporting.stream import keyset
-from tradeguard.storage.fields import JSONField, dumps
+from tradeguard.storage.fields import DecimalField, EnumField, JSONField, UTCDateTimeField, dumps
 from tradeguard.storage.models import Account, CashFlow, EmergencyEvent, Order, Position, RiskLog, SyncLog, Trade
 
 #: Exportable tables: name -> (model, the time column that --since/--until filter on).
@@ -50,37 +48,50 @@ def columns(model: type[peewee.Model]) -> list[tuple[str, peewee.Field | None]]:
     return result
 
 
-def _value(value: Any, field: peewee.Field | None, jsonl: bool) -> Any:
-    if value is None:
-        return None if jsonl else ""
-    if isinstance(value, bool):
-        return value if jsonl else ("true" if value else "false")
-    if isinstance(value, Decimal):
-        return plain(value)
-    if isinstance(value, datetime):
-        return isoformat(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(field, JSONField) and not jsonl:
-        return dumps(value)
-    return value
+def _converter(field: peewee.Field | None, jsonl: bool) -> Callable[[Any], Any] | None:
+    """How one column's Python value is written, chosen once per column (None: as it is —
+    csv writes None as an empty cell, JSON as null)."""
+    null: Any = None if jsonl else ""
+
+    def wrap(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        return lambda value: null if value is None else convert(value)
+
+    if isinstance(field, DecimalField):
+        return wrap(plain)
+    if isinstance(field, UTCDateTimeField):
+        return wrap(isoformat)
+    if isinstance(field, EnumField):
+        return wrap(lambda value: value.value)
+    if isinstance(field, peewee.BooleanField):
+        return wrap(bool) if jsonl else wrap(lambda value: "true" if value else "false")
+    if isinstance(field, JSONField):
+        return None if jsonl else wrap(dumps)
+    return None
+
+
+def _position(fields: list[peewee.Field], field: peewee.Field) -> int:
+    """Index of *field* (peewee fields overload ``==``, so ``list.index`` cannot be used)."""
+    return next(i for i, candidate in enumerate(fields) if candidate is field)
 
 
 def iter_rows(table: str, *, since: datetime | None = None, until: datetime | None = None,
-              account_id: int | None = None) -> Iterator[dict[str, Any]]:
-    """The rows of *table* as dicts (raw Python values), oldest first."""
+              account_id: int | None = None) -> Iterator[tuple[Any, ...]]:
+    """The rows of *table* as tuples of Python values in ``sorted_fields`` order, oldest first."""
     if table not in TABLES:
         raise ValidationError(f"cannot export {table!r}: choose one of {', '.join(TABLES)}")
     model, time_name = TABLES[table]
     time_field = getattr(model, time_name)
-    query = model.select(*model._meta.sorted_fields).dicts()
+    fields = model._meta.sorted_fields
+    query = model.select(*fields).tuples()
     if since is not None:
         query = query.where(time_field >= since)
     if until is not None:
         query = query.where(time_field < until)
     if account_id is not None:
         query = query.where(model.account == account_id)
-    return keyset(query, time_field, model._meta.primary_key)
+    time_at = _position(fields, time_field)
+    id_at = _position(fields, model._meta.primary_key)
+    return keyset(query, time_field, model._meta.primary_key, key_of=lambda row: (row[time_at], row[id_at]))
 
 
 def export_table(table: str, out: IO[str], *, format: str = "csv", since: datetime | None = None,
@@ -90,25 +101,29 @@ def export_table(table: str, out: IO[str], *, format: str = "csv", since: dateti
         raise ValidationError(f"format: expected csv or jsonl, got {format!r}")
     rows = iter_rows(table, since=since, until=until, account_id=account_id)  # validates the name
     model, _ = TABLES[table]
-    cols = columns(model)
+    fields = model._meta.sorted_fields
     names = {a.id: a.name for a in Account.select(Account.id, Account.name)}
     jsonl = format == "jsonl"
-    writer = None if jsonl else csv.writer(out, lineterminator="\n")
-    if writer is not None:
-        writer.writerow([header for header, _ in cols])
-    count = 0
-    for row in rows:
-        values = []
-        for header, field in cols:
-            if field is None:
-                raw = names.get(row.get("account"))
-            else:
-                raw = row[field.name]
-            values.append(_value(raw, field, jsonl))
-        if writer is not None:
-            writer.writerow(values)
+    headers = [header for header, _ in columns(model)]
+    # (position in the row tuple, converter); the account's name is looked up from account_id
+    plan: list[tuple[int, Callable[[Any], Any] | None]] = []
+    for header, field in columns(model):
+        if field is None:
+            account_at = _position(fields, model.account)
+            plan.append((account_at, lambda value: names.get(value, None if jsonl else "")))
         else:
-            out.write(json.dumps(dict(zip((h for h, _ in cols), values)), ensure_ascii=False,
-                                 separators=(",", ":")) + "\n")
-        count += 1
+            plan.append((_position(fields, field), _converter(field, jsonl)))
+    count = 0
+    if jsonl:
+        dump = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        for row in rows:
+            values = [row[i] if convert is None else convert(row[i]) for i, convert in plan]
+            out.write(dump(dict(zip(headers, values))) + "\n")
+            count += 1
+    else:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(headers)
+        for row in rows:
+            writer.writerow([row[i] if convert is None else convert(row[i]) for i, convert in plan])
+            count += 1
     return count

@@ -22,12 +22,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import peewee
-
 from tradeguard.clock import isoformat
 from tradeguard.reporting.ledger import Book, Ledger
+from tradeguard.reporting.report import fill_rows
 from tradeguard.reporting.stream import keyset
-from tradeguard.storage.models import Account, Order, Position, Trade
+from tradeguard.storage.models import Account, Position, Trade
 
 #: Money may differ by rounding this small (a 30-place MySQL DECIMAL); quantities must match exactly.
 TOLERANCE = Decimal("1e-18")
@@ -63,8 +62,7 @@ def replay_account(account: Account, since: datetime | None = None, until: datet
     """Rebuild *account*'s books from its fills and compare (see the module docstring)."""
     result = ReplayResult(account.name, positions_compared=until is None)
     ledger = Ledger()
-    query = (Trade.select(Trade, Order.market.alias("order_market")).join(Order, peewee.JOIN.LEFT_OUTER)
-             .where(Trade.account == account.id).objects())
+    query = fill_rows().where(Trade.account == account.id)
     if until is not None:
         query = query.where(Trade.exchange_timestamp < until)
     for trade in keyset(query, Trade.id, Trade.id, key_of=lambda t: (t.id, t.id)):

@@ -57,9 +57,16 @@ class Report:
 # -- reading events in time order ---------------------------------------------------------
 
 
+def fill_rows() -> peewee.ModelSelect:
+    """The columns the books need from each fill, as light named tuples (no model instances)."""
+    return (Trade.select(Trade.id, Trade.exchange_trade_id, Trade.exchange_timestamp, Trade.symbol, Trade.side,
+                         Trade.price, Trade.quantity, Trade.fee, Trade.fee_currency, Trade.realized_pnl,
+                         Order.market.alias("order_market"))
+            .join(Order, peewee.JOIN.LEFT_OUTER).namedtuples())
+
+
 def _fills(account: Account, until: datetime | None) -> Iterator[tuple]:
-    query = (Trade.select(Trade, Order.market.alias("order_market")).join(Order, peewee.JOIN.LEFT_OUTER)
-             .where(Trade.account == account.id).objects())
+    query = fill_rows().where(Trade.account == account.id)
     if until is not None:
         query = query.where(Trade.exchange_timestamp < until)
     for row in keyset(query, Trade.exchange_timestamp, Trade.id):

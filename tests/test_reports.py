@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import statistics
 import struct
-from decimal import Decimal
 
 import pytest
 

@@ -289,3 +289,19 @@ def test_concurrent_first_unlock_creates_one_vault(tmp_path, home):
     for t in threads:
         t.join()
     assert len(set(results)) == 1 and isinstance(results[0], str)
+
+
+def test_plugin_declared_secret_settings_are_vault_fields(tmp_path, home):
+    from tradeguard import Engine
+
+    with Engine.open(f"sqlite:///{tmp_path / 'tg.db'}", home=home, load_entrypoints=False, master_key=RAW_KEY,
+                     plugins=[vault_test_plugin]) as eng:
+        eng.accounts.add("v", "vaultvenue")
+        eng.accounts.add("p", "paper")
+        assert eng.vault.default_fields("v") == ["api_key", "api_secret", "trading_pin"]
+        assert eng.vault.default_fields("p") == ["api_key", "api_secret"]
+        eng.vault.set_credentials("v", {"trading_pin": "pin-pin-pin-pin-1234"})
+        with pytest.raises(ValidationError, match="'trading_pin' is not used by 'paper'"):
+            eng.vault.set_credentials("p", {"trading_pin": "pin-pin-pin-pin-1234"})
+        assert dict(eng.exchange_for("v").config.secrets) == {"trading_pin": "pin-pin-pin-pin-1234"}
+        assert "region" not in eng.vault.allowed_fields("v")  # a plain setting is not a secret field

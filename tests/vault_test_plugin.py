@@ -33,4 +33,4 @@ class VaultVenue:
 @hookimpl
 def register_exchanges(register):
     register("vaultvenue", VaultVenue, settings=[SettingSpec("api_key", secret=True), SettingSpec("api_secret", secret=True),
-                                                  SettingSpec("region", default="eu")])
+                                                  SettingSpec("trading_pin", secret=True), SettingSpec("region", default="eu")])

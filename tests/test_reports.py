@@ -312,3 +312,21 @@ def test_plot_without_matplotlib_is_a_clear_error(sqlite_cli, tmp_path, monkeypa
     result = sqlite_cli("report", "main", "--plot", str(tmp_path / "x.png"))
     assert result.exit_code == 2 and "pip install 'tradeguard[plot]'" in result.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_mark_to_market_values_positions_at_the_venue_price(sqlite_cli):
+    from orders_helpers import paper_account
+    from tradeguard import Engine
+
+    with Engine.open(None, home=sqlite_cli.home, load_entrypoints=False) as engine:
+        venue = paper_account(engine, "mtm", price="100", capital="10000")
+        engine.place_order("mtm", "BTC/USDT", "buy", "2")
+        venue.set_price("BTC/USDT", "130")
+        cost = engine.reports.positions("mtm")[0]["average_cost"]
+    last_fill = sqlite_cli.json("report", "mtm")
+    assert D(last_fill["unrealized_pnl"]) == (D(last_fill["exposure"][0]["mark_price"]) - cost) * 2
+    marked = sqlite_cli.json("report", "mtm", "--mark-to-market")
+    assert marked["exposure"][0]["mark_price"] == "130"
+    assert D(marked["unrealized_pnl"]) == (D(130) - cost) * 2
+    bad = sqlite_cli("report", "--all", "--mark-to-market")
+    assert bad.exit_code == 2 and "--mark-to-market" in bad.stderr

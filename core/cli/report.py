@@ -124,10 +124,13 @@ def render_summary(reports: list[dict[str, Any]]) -> None:
 @click.option("--plot", "plot_path", metavar="FILE.png", type=click.Path(dir_okay=False),
               help="Also draw the equity curve with drawdown shading and fills marked (needs tradeguard[plot]).")
 @click.option("--plot-size", default="1200x700", show_default=True, metavar="WxH", help="Picture size in pixels.")
+@click.option("--mark-to-market", is_flag=True,
+              help="Value open positions at the venue's current price (one ticker request per symbol) "
+                   "instead of the last fill price.")
 @json_option
 @pass_state
 def report(state: CliState, account: str | None, all_: bool, since: str | None, until: str | None,
-           plot_path: str | None, plot_size: str) -> None:
+           plot_path: str | None, plot_size: str, mark_to_market: bool) -> None:
     """Trades, volume, fees, PnL, win rate, drawdown, Sharpe/Sortino, exposure, risk rejections
     and emergency stops of ACCOUNT (or --all) over a period."""
     if bool(account) == all_:
@@ -141,6 +144,8 @@ def report(state: CliState, account: str | None, all_: bool, since: str | None, 
         size = parse_size(plot_size)
         _matplotlib()  # fail before any work if matplotlib is missing
     engine = state.engine()
+    if mark_to_market and (all_ or until):
+        fail("--mark-to-market values one account's positions now: give an ACCOUNT and no --until", EXIT_BAD_INPUT)
     if all_:
         reports = engine.reports.report_all(since=since, until=until)
         if state.json:
@@ -148,7 +153,8 @@ def report(state: CliState, account: str | None, all_: bool, since: str | None, 
         else:
             render_summary([r.summary for r in reports])
         return
-    result = engine.reports.report(account, since=since, until=until)
+    marks = engine.reports.venue_marks(account) if mark_to_market else None
+    result = engine.reports.report(account, since=since, until=until, marks=marks)
     if plot_path:
         from tradeguard.reporting.plot import plot_equity
 

@@ -62,6 +62,14 @@ class Reports(Service):
         row = self.engine.accounts.get(account, include_archived=True)
         return build_report(row, start, end, marks)
 
+    def venue_marks(self, account: str) -> dict[str, Any]:
+        """The venue's last price of each symbol *account* holds (one ticker request per symbol)."""
+        symbols = sorted({p["symbol"] for p in self.positions(account)})
+        if not symbols:
+            return {}
+        adapter = self.engine.exchange_for(account)
+        return {symbol: adapter.fetch_ticker(symbol).last for symbol in symbols}
+
     @in_engine_db
     def positions(self, account: str, *, include_flat: bool = False) -> list[dict[str, Any]]:
         """The account's stored positions (open ones unless *include_flat*), by symbol."""

@@ -305,3 +305,14 @@ def test_plugin_declared_secret_settings_are_vault_fields(tmp_path, home):
             eng.vault.set_credentials("p", {"trading_pin": "pin-pin-pin-pin-1234"})
         assert dict(eng.exchange_for("v").config.secrets) == {"trading_pin": "pin-pin-pin-pin-1234"}
         assert "region" not in eng.vault.allowed_fields("v")  # a plain setting is not a secret field
+
+
+def test_a_tampered_or_swapped_wrapped_key_is_an_integrity_error(tmp_path, home):
+    url = f"sqlite:///{tmp_path / 'tg.db'}"
+    open_engine(url, home).close()
+    with open_engine(url, home, master_key=None) as eng:
+        (cred,), (audit_row,) = (sql(eng, f"SELECT key_id, wrapped FROM vault_key WHERE purpose = '{p}'")
+                                 for p in ("credentials", "audit"))
+        sql(eng, "UPDATE vault_key SET wrapped = ? WHERE key_id = ?", (audit_row[1], cred[0]))  # the audit key, moved
+    with pytest.raises(IntegrityError, match=f"vault key {cred[0]} does not unwrap"):
+        open_engine(url, home)

@@ -357,3 +357,20 @@ def test_sync_stores_derivatives_positions_and_closes_vanished_ones(tmp_path, ho
         assert position.quantity == 0 and position.closed_at is not None
         last = SyncLog.select().order_by(SyncLog.id.desc()).get()
         assert last.positions_before == {"BTC/USDT:USDT (futures)": "-0.25"} and last.positions_after == {}
+
+
+def test_coinbase_account_syncs_with_usd_values_and_imported_fills(tmp_path, home):
+    with open_engine(f"sqlite:///{tmp_path / 'tg.db'}", home) as engine:
+        engine.accounts.add("cb", "coinbase", mode="live", mainnet=True, quote_currency="USD")
+        engine.vault.set_credentials("cb", h.coinbase_secrets())
+        t = h.install(engine, "cb", "coinbase")
+        [result] = engine.sync("cb")
+        assert result.ok, result.error
+        assert t.last("GET", "/api/v3/brokerage/accounts").header("Authorization").startswith("Bearer ")
+        # the open order the venue has (placed outside tradeguard) and the fill of another order
+        assert Order.get(Order.client_order_id == "tg-cb-1").imported
+        trade = Trade.get()
+        assert trade.imported and trade.fee == Decimal("0.79641108") and trade.fee_currency == "USD"
+        assert trade.usd_value == Decimal("66.36759")
+        assert Account.get().current_cash == Decimal("10000")
+        assert Decimal(result.balance_usd) > Decimal("10000")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import decimal
 import heapq
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -342,7 +342,7 @@ class _Builder:
                  .where((RiskLog.account == self.account.id) & (RiskLog.event_type == event_type)
                         & self._window(RiskLog.created_at))
                  .group_by(RiskLog.rule))
-        return dict(sorted(Counter({row.rule: row.n for row in query}).items()))
+        return dict(sorted((row.rule, row.n) for row in query))
 
     def _emergencies(self) -> list[dict[str, Any]]:
         query = (EmergencyEvent.select()

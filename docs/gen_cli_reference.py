@@ -41,8 +41,14 @@ def walk(command: click.Command, path: list[str],
     if isinstance(command, click.Group):
         for name in sorted(command.commands):
             sub = command.commands[name]
-            if not sub.hidden:
+            if not sub.hidden and _is_builtin(sub):
                 yield from walk(sub, path + [name], ctx)
+
+
+def _is_builtin(command: click.Command) -> bool:
+    """Commands defined by tradeguard itself (not added at run time by a third-party plugin or a test)."""
+    module = getattr(command.callback, "__module__", "") or ""
+    return module == "tradeguard" or module.startswith("tradeguard.")
 
 
 def _help(command: click.Command) -> str:
@@ -118,7 +124,7 @@ def render(root: click.Command | None = None) -> str:
             out.append("")
         if isinstance(command, click.Group) and command.commands:
             subs = ", ".join(f"[`{n}`](#{'-'.join(path + [n]).lower()})" for n in sorted(command.commands)
-                             if not command.commands[n].hidden)
+                             if not command.commands[n].hidden and _is_builtin(command.commands[n]))
             out.append(f"Subcommands: {subs}\n")
     return "\n".join(out).rstrip() + "\n"
 

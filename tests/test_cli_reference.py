@@ -36,6 +36,19 @@ def test_every_command_has_a_section():
         assert path in paths
 
 
+def test_commands_added_at_run_time_by_plugins_are_left_out():
+    from tradeguard.cli import cli
+
+    @cli.command("zz-plugin-command")
+    def added():
+        """Added by a plugin."""
+
+    try:
+        assert "zz-plugin-command" not in generator().render()
+    finally:
+        del cli.commands["zz-plugin-command"]
+
+
 def test_the_generator_renders_usage_help_and_options():
     @click.group()
     def root():
@@ -53,7 +66,9 @@ def test_the_generator_renders_usage_help_and_options():
         tradeguard hello world
         """
 
-    text = generator().render(root)
+    gen = generator()
+    hello.callback.__module__ = "tradeguard.example"  # as if tradeguard defined it
+    text = gen.render(root)
     assert "## tradeguard hello\n" in text
     assert "Usage: tradeguard hello [OPTIONS] WHO" in text
     assert "Say hello to WHO." in text and "```text\ntradeguard hello world\n```" in text

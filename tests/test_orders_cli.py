@@ -52,6 +52,11 @@ def test_refused_order_exits_3_naming_the_rule_and_numbers(cli):
     assert len(result.stderr.strip().splitlines()) == 1
     data = cli.json("order", "place", "p", "BTC/USDT", "buy", "2", "--type", "limit", "--price", "100", expect=3)
     assert data["status"] == "rejected" and data["sent"] is False
+    explained = cli.json("order", "explain", str(data["order_id"]))
+    blocking = [r for r in explained["risk"]["rules"] if r["verdict"] == "block"]
+    assert [r["rule"] for r in blocking] == ["max_position_size"]
+    assert blocking[0]["metrics"] == {"limit": "150", "position_after": "200"}
+    assert "max_position_size" in cli("order", "explain", str(data["order_id"])).output
     log = cli.json("risk", "log", "p")
     assert log[0]["rule"] == "max_position_size" and log[0]["event_type"] == "BLOCK"
     assert "max_position_size" in cli("risk", "log").output

@@ -782,8 +782,7 @@ def normalize(request: OrderRequest, market: Market) -> OrderRequest:
         raise ValidationError(f"order value {plain(quantity * price)} is below the minimum {plain(market.min_notional)} for {market.symbol}")
     if quantity == request.quantity and price == request.price:
         return request
-    return dataclasses.replace(request, quantity=quantity.normalize() if quantity == quantity.to_integral() else quantity,
-                               price=price)
+    return dataclasses.replace(request, quantity=quantity, price=price)
 
 
 def check_protective_prices(request: OrderRequest, ticker: Ticker | None) -> None:

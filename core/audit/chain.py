@@ -137,12 +137,12 @@ def lock_head(db: peewee.Database) -> tuple[int, str]:
     row. Call it last in a transaction, after any account locks.
     """
     backend = backend_of(db)
-    suffix = ""
+    head_sql = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
     if backend == "postgres":
-        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (HEAD_LOCK_KEY,))
-    elif backend == "mysql":
-        suffix = " FOR UPDATE"
-    row = db.execute_sql(f"SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1{suffix}").fetchone()
+        # one round trip, two statements: the SELECT takes its snapshot after the lock is granted
+        row = db.execute_sql(f"SELECT pg_advisory_xact_lock(%s); {head_sql}", (HEAD_LOCK_KEY,)).fetchone()
+    else:
+        row = db.execute_sql(head_sql + (" FOR UPDATE" if backend == "mysql" else "")).fetchone()
     return (int(row[0]), row[1]) if row else (0, GENESIS)
 
 

@@ -50,6 +50,7 @@ from tradeguard.risk.context import RiskContext
 from tradeguard.risk.engine import Assessment
 from tradeguard.service import Service, in_engine_db
 from tradeguard.storage.models import Account, Order, OrderEvent, Trade
+from tradeguard.trading_state import stricter
 from tradeguard.types import (
     Decision,
     Fill,
@@ -335,15 +336,15 @@ class Orders(Service):
         order = Order.get_by_id(order_id)
         if order.status is not S.PENDING_SUBMIT:
             return order
-        account = Account.get_by_id(order.account_id)
-        state = self.engine.trading.effective_state(account)
+        account = Account.get_by_id(order.account_id)  # fresh: a stop may have landed since the commit
+        state = stricter(account.trading_state, self.engine.trading.installation_state())
         if state is TradingState.HALTED and not _is_emergency(order):
             return self._set_status(order.id, S.CANCELED, "system", {"reason": "trading state HALTED before send"},
                                     error=("halted", "the account was halted before the order was sent"))
         adapter = self.venues.for_account(account)
         if account.mode is TradingMode.PAPER and not getattr(adapter, "simulated", False):
             raise TradeguardError(f"refusing to send a PAPER order of {account.name!r} to a real venue")
-        request = venue_request(order, adapter)
+        request = venue_request(order, adapter, account.name)
         attempt = 0
         while True:
             try:
@@ -822,13 +823,13 @@ def reservation_for(context: RiskContext) -> tuple[Decimal, str | None]:
         return notional / request.leverage, account.quote_currency
 
 
-def venue_request(order: Order, adapter: Any) -> OrderRequest:
+def venue_request(order: Order, adapter: Any, account_name: str) -> OrderRequest:
     """The request sent to the venue: SL/TP are stripped (they become child orders) unless the venue has native OCO;
     a protective stop child keeps ``stop_loss`` (a stop-market order triggered there)."""
     native = CAP_NATIVE_OCO in getattr(adapter, "capabilities", frozenset())
     keep_protective = native or order.parent_id is not None
     return OrderRequest(
-        account=order.account.name, symbol=order.symbol, side=order.side, quantity=order.quantity, type=order.type,
+        account=account_name, symbol=order.symbol, side=order.side, quantity=order.quantity, type=order.type,
         price=order.price, stop_loss=order.stop_loss if keep_protective else None,
         take_profit=order.take_profit if native else None, leverage=order.leverage, reduce_only=order.reduce_only,
         client_order_id=order.client_order_id, market=order.market)

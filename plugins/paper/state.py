@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator
 from tradeguard.clock import utcnow
 from tradeguard.orders.locking import write_transaction
 from tradeguard.storage import backend_of, database
+from tradeguard.storage.fields import dumps
 from tradeguard.storage.models import PluginState
 
 PLUGIN = "paper"
@@ -36,8 +37,10 @@ class BookStore:
             if row is None:
                 row = PluginState.create(plugin=PLUGIN, key=self.key, value=self.initial(), updated_at=utcnow())
             value = row.value
+            before = dumps(value)
             yield value
-            PluginState.update(value=value, updated_at=utcnow()).where(PluginState.id == row.id).execute()
+            if dumps(value) != before:  # a read-only pass (nothing filled, price fixed) writes nothing
+                PluginState.update(value=value, updated_at=utcnow()).where(PluginState.id == row.id).execute()
 
     def peek(self) -> dict[str, Any] | None:
         """The stored book without locking (None if it does not exist yet)."""

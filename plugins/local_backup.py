@@ -20,7 +20,7 @@ from tradeguard.errors import ConfigError, NotFound, TradeguardError
 from tradeguard.hookspecs import hookimpl
 
 TEMP_PREFIX = ".tmp-"
-BLOCK = 1 << 20
+BLOCK = 4 << 20
 
 
 class FileTarget:

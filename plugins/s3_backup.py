@@ -129,7 +129,18 @@ class _Counting:
         self.count = 0
 
     def read(self, size: int = -1) -> bytes:
-        data = self.inner.read(size)
+        """Exactly *size* bytes unless the stream ends (boto3 makes one part per read)."""
+        if size is None or size < 0:
+            data = self.inner.read()
+        else:
+            parts, need = [], size
+            while need > 0:
+                piece = self.inner.read(need)
+                if not piece:
+                    break
+                parts.append(piece)
+                need -= len(piece)
+            data = b"".join(parts)
         self.count += len(data)
         return data
 

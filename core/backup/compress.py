@@ -65,6 +65,22 @@ class IterReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        """At most *size* bytes, from one piece at most (a short read; no copy of a whole piece)."""
+        while self._offset >= len(self._buffer):
+            try:
+                self._buffer = next(self._pieces)
+            except StopIteration:
+                return b""
+            self._offset = 0
+        if self._offset == 0 and (size < 0 or size >= len(self._buffer)):
+            self._offset = len(self._buffer)
+            return self._buffer
+        end = len(self._buffer) if size < 0 else min(len(self._buffer), self._offset + size)
+        out = self._buffer[self._offset:end]
+        self._offset = end
+        return out
+
     def readinto(self, target) -> int:  # type: ignore[override]
         while self._offset >= len(self._buffer):
             try:

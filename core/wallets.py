@@ -270,7 +270,7 @@ class Wallets(Service):
             raise ValidationError(f"{target} exists: choose another path (or --force)")
         if not target.parent.is_dir():
             raise ValidationError(f"directory {target.parent} does not exist")
-        with write_transaction(self.engine.db):  # the decryption is audited
+        with account_lock(self.engine.db, [acct.id]):  # the decryption is audited
             secrets = self.engine.vault.secrets_for(acct.name, purpose="wallet:export-keystore", actor=actor)
         key = secrets.get(KEY_FIELD)
         if not key:
@@ -431,8 +431,8 @@ class Wallets(Service):
             raise
         self._settle_stale(acct, actor)
         wallet = self.engine.wallet_for(acct.name)
-        with write_transaction(self.engine.db):  # the vault audits the decryption: take the write lock first
-            wallet.unlock()  # decrypt the key now, outside the account lock
+        with account_lock(self.engine.db, [acct.id]):  # the vault audits the decryption and touches the account
+            wallet.unlock()  # decrypt the key now, before the transfer's own lock
         prepared = wallet.prepare_transfer(request)
         chain_nonce = wallet.pending_nonce()
         blocked: Exception | None = None
@@ -609,7 +609,7 @@ class Wallets(Service):
             self._check_state(acct)
             wallet = self.engine.wallet_for(acct.name)
             if getattr(wallet, "allow_signing", True):
-                with write_transaction(self.engine.db):  # the key's decryption is audited
+                with account_lock(self.engine.db, [acct.id]):  # the key's decryption is audited
                     wallet.unlock()
             signature = sign(wallet)
         except (ValidationError, EmergencyStopActive) as exc:

@@ -83,7 +83,7 @@ def test_concurrent_sends_from_two_engines_get_distinct_nonces(chain, db_url, ho
             try:
                 for round_ in range(2):
                     results.append(engine.wallets.send("alice", recipients[index % 4], f"0.0{index + 1}",
-                                                       actor=f"bot{index}", timeout=20))
+                                                       actor=f"bot{index}", timeout=60))
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append("".join(traceback.format_exception(exc)))
 

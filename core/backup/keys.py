@@ -58,8 +58,11 @@ def unwrap_backup_key(key_id: str, wrapped_key: bytes, kdf_params: Mapping[str, 
         raise IntegrityError(f"unknown key scheme {kdf_params.get('scheme')!r} in the backup header (altered?)")
     try:
         return vault_unwrap(key_id, wrapped_key, kdf_params, master_key)
-    except WrongMasterKey:
-        raise
+    except WrongMasterKey as exc:
+        text = str(exc)
+        if "unlocked with" in text:  # a passphrase given where a key file was used, or the reverse
+            raise WrongMasterKey(text.replace("this vault is unlocked with", "this backup was made with")) from None
+        raise WrongMasterKey("wrong master key: it does not open this backup") from None
     except VaultError as exc:
         if "malformed" in str(exc) or "unknown" in str(exc):
             raise IntegrityError(f"the backup header's key fields are malformed (altered): {exc}") from None

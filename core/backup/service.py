@@ -112,13 +112,18 @@ class Backups(Service):
                           "reason": manifest.reason, "audit_seq": manifest.audit_seq})
 
     @in_engine_db
-    def _set_status(self, target_url: str, backup_id: str, status: str) -> None:
+    def _set_status(self, target_url: str, backup_id: str, status: str, reason: str | None = None) -> None:
+        """Record a backup's new status; a verification (ok or not) is also an audit entry."""
         from tradeguard.storage.models import Backup
 
         values: dict[str, Any] = {Backup.status: status}
         if status == "verified":
             values[Backup.verified_at] = utcnow()
-        Backup.update(values).where((Backup.target == target_url) & (Backup.name == backup_id)).execute()
+        with self.engine.db.atomic():
+            Backup.update(values).where((Backup.target == target_url) & (Backup.name == backup_id)).execute()
+            if status in ("verified", "failed"):
+                audit.append("backup", "backup.verify", f"backup:{backup_id}",
+                             {"target": target_url, "ok": status == "verified", "reason": reason})
 
     # -- list -----------------------------------------------------------------------------
 
@@ -155,8 +160,8 @@ class Backups(Service):
         with pipeline.work_dir(self._work_near()) as work:
             try:
                 verified = restore.verify_into(tgt, backup_id, self.master_key, work, pg_db=self._pg_db(), progress=progress)
-            except IntegrityError:
-                self._set_status(tgt.url, backup_id, "failed")
+            except IntegrityError as exc:
+                self._set_status(tgt.url, backup_id, "failed", str(exc))
                 raise
         self._set_status(tgt.url, backup_id, "verified")
         return verified.report

@@ -248,6 +248,8 @@ def test_cli_expect_head_and_from(sqlite_cli):
     assert sqlite_cli("audit", "verify", "--expect-head", "ab" * 32).exit_code == 4
     partial = sqlite_cli.json("audit", "verify", "--from", "2")
     assert partial["first_seq"] == 2
+    beyond = sqlite_cli("audit", "verify", "--from", "99")
+    assert beyond.exit_code == 2 and "the chain ends at entry" in beyond.stderr
 
 
 # -- concurrency ------------------------------------------------------------------------------

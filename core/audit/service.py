@@ -162,6 +162,8 @@ class AuditTrail(Service):
         db = self.engine.db
         p = db.param
         keys = self.engine.vault.audit_keys()
+        if from_seq > 1 and from_seq > self.head().seq:
+            raise ValidationError(f"--from {from_seq}: the chain ends at entry {self.head().seq}")
         if from_seq == 1:
             prev = GENESIS
         else:

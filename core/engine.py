@@ -45,6 +45,7 @@ class Engine:
         self.plugins = plugins
         self._master_key = master_key
         self._closed = False
+        self._pid = os.getpid()  # a forked child must open its own Engine (see _check_open)
         self._lock = threading.RLock()
         self._adapters: dict[tuple[str, str], Any] = {}
         register_open(db)
@@ -189,6 +190,10 @@ class Engine:
     def _check_open(self) -> None:
         if self._closed:
             raise TradeguardError("this Engine is closed")
+        if os.getpid() != self._pid:  # a connection inherited through fork() would corrupt the database
+            raise TradeguardError(
+                f"this Engine was opened in process {self._pid}; open a new Engine in each process (after fork)"
+            )
 
     def __repr__(self) -> str:
         return f"<Engine {redact_url(self.url)} {'closed' if self._closed else 'open'}>"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import threading
 import time
 from pathlib import Path
@@ -317,3 +318,26 @@ def test_postgres_close_releases_every_threads_connection(pg_url: str, home: Pat
         release.set()
         for t in threads:
             t.join()
+
+
+def test_engine_inherited_through_fork_is_refused(sqlite_engine: Engine) -> None:
+    """A child process must open its own Engine: the parent's connection is not safe to share."""
+    import multiprocessing
+
+    sqlite_engine.accounts.add("main", "paper")
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+
+    def child() -> None:
+        try:
+            sqlite_engine.accounts.list()
+            queue.put("no error")
+        except TradeguardError as exc:
+            queue.put(str(exc))
+
+    process = context.Process(target=child)
+    process.start()
+    message = queue.get(timeout=60)
+    process.join(60)
+    assert message.startswith(f"this Engine was opened in process {os.getpid()}; open a new Engine in each process")
+    assert [a.name for a in sqlite_engine.accounts.list()] == ["main"]  # the parent is unaffected

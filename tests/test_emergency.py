@@ -147,3 +147,20 @@ def test_stop_needs_a_reason(sqlite_engine):
     with pytest.raises(ValidationError, match="reason"):
         sqlite_engine.emergency_stop("p", reason=" ")
     assert sqlite_engine.trading.effective_state("p").value == "ACTIVE"
+
+
+def test_an_order_in_flight_during_a_stop_is_never_sent(sqlite_engine, monkeypatch):
+    """Committed by one process, not yet sent, when another process stops the account."""
+    from tradeguard.orders import service
+
+    engine = sqlite_engine
+    venue = paper_account(engine, price="100")
+    monkeypatch.setattr(service.Orders, "submit", lambda self, order_id, **kw: Order.get_by_id(order_id))
+    order = engine.place_order("p", "BTC/USDT", "buy", "1", actor="bot")
+    monkeypatch.undo()
+    assert order.status.value == "PENDING_SUBMIT"
+    result = engine.emergency_stop("p", reason="stop now", source="ops")
+    assert result["orders_cancel_failed"] == 1  # it may be on its way: not marked cancelled blindly
+    resumed = engine.orders.submit(order.id)  # the sending process continues
+    assert resumed.status.value == "CANCELED" and resumed.error_code == "halted"
+    assert venue.sent == [] and engine.accounts.get("p").frozen_cash == 0

@@ -599,6 +599,10 @@ class Orders(Service):
             except VenueRejected as exc:
                 found = self._fetch(adapter, order)
                 if found is None and order.status is S.PENDING_SUBMIT:
+                    if utcnow() - order.created_at < RECONCILE_GRACE:
+                        # it may be on its way right now (another process between commit and send)
+                        raise VenueUnavailable(f"order {order.id} is being sent; cancel it again in a minute "
+                                               "(reconciliation cancels it on a HALTED account)") from None
                     result = self._set_status(order.id, S.CANCELED, actor, {**detail, "venue": "never arrived"})
                     self._cancel_children(result, actor)
                     return result
@@ -668,7 +672,12 @@ class Orders(Service):
                     report["errors"].append(f"order {order.id}: the venue does not know it")
                 continue
             before = (order.status, order.filled_quantity)
-            updated = self.apply_venue_order(order.id, found, actor="reconcile", adapter=adapter)
+            try:
+                updated = self.apply_venue_order(order.id, found, actor="reconcile", adapter=adapter)
+            except TradeguardError as exc:
+                log.error("reconcile: order %s: %s", order.id, exc)
+                report["errors"].append(f"order {order.id}: {exc}")
+                continue
             if (updated.status, updated.filled_quantity) != before:
                 report["updated"] += 1
         report["imported_orders"] += self._import_open_orders(row, adapter, report)
@@ -840,6 +849,8 @@ def derive_status(order: Order, venue_order: VenueOrder) -> S:
     status = venue_order.status
     if status is S.PENDING_SUBMIT or status is S.PENDING_CONFIRMATION:
         status = S.OPEN
+    if status in (S.REJECTED, S.FAILED) and order.status is not S.PENDING_SUBMIT:
+        status = S.CANCELED  # the venue dropped an order it had accepted
     if order.filled_quantity >= order.quantity:
         return S.FILLED
     if status is S.FILLED:

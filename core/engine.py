@@ -163,6 +163,8 @@ class Engine:
         if self._closed:
             return
         self._closed = True
+        if os.getpid() != self._pid:  # a forked child: the connections are the parent's, leave them alone
+            return
         self.vault.lock()
         with self._lock:  # no adapter is built while they are closed (see _adapter)
             adapters, self._adapters = list(self._adapters.values()), {}

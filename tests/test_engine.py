@@ -334,10 +334,12 @@ def test_engine_inherited_through_fork_is_refused(sqlite_engine: Engine) -> None
             queue.put("no error")
         except TradeguardError as exc:
             queue.put(str(exc))
+        sqlite_engine.close()  # must not touch the parent's connection
 
     process = context.Process(target=child)
     process.start()
     message = queue.get(timeout=60)
     process.join(60)
     assert message.startswith(f"this Engine was opened in process {os.getpid()}; open a new Engine in each process")
+    assert process.exitcode == 0
     assert [a.name for a in sqlite_engine.accounts.list()] == ["main"]  # the parent is unaffected

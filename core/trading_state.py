@@ -153,26 +153,32 @@ class Trading(Service):
         return data
 
     def _cancel_with_retries(self, account: str, reason: str, errors: list[str]) -> tuple[int, int]:
-        orders = self.engine.orders
-        row = self.engine.accounts.get(account)
-        cancelled = failed = 0
+        """Cancel every active order; failures are retried in up to ``cancel_attempts`` passes with backoff."""
         from tradeguard.orders.lifecycle import ACTIVE_STATUSES
 
-        for order in list(Order.select().where((Order.account == row.id) & (Order.status.in_(list(ACTIVE_STATUSES))))):
-            for attempt in range(self.cancel_attempts):
-                if Order.get_by_id(order.id).status.is_final:
-                    break
+        row = self.engine.accounts.get(account)
+        pending = [o.id for o in Order.select(Order.id).where(
+            (Order.account == row.id) & (Order.status.in_(list(ACTIVE_STATUSES)))).order_by(Order.id)]
+        cancelled = 0
+        last_error: dict[int, str] = {}
+        for attempt in range(self.cancel_attempts):
+            if attempt:
+                time.sleep(self.cancel_backoff * (2 ** (attempt - 1)))
+            failed = []
+            for order_id in pending:
+                if Order.get_by_id(order_id).status.is_final:
+                    continue
                 try:
-                    orders.cancel(order.id, actor="emergency", reason=f"emergency stop: {reason}")
+                    self.engine.orders.cancel(order_id, actor="emergency", reason=f"emergency stop: {reason}")
                     cancelled += 1
-                    break
                 except TradeguardError as exc:
-                    if attempt + 1 >= self.cancel_attempts:
-                        failed += 1
-                        errors.append(f"order {order.id}: {exc}")
-                    else:
-                        time.sleep(self.cancel_backoff * (2 ** attempt))
-        return cancelled, failed
+                    failed.append(order_id)
+                    last_error[order_id] = str(exc)
+            pending = failed
+            if not pending:
+                break
+        errors.extend(f"order {order_id}: {last_error[order_id]}" for order_id in pending)
+        return cancelled, len(pending)
 
     def _liquidate(self, account: Account, reason: str, errors: list[str]) -> tuple[int, Decimal]:
         count, impact = 0, Decimal(0)

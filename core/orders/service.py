@@ -688,9 +688,11 @@ class Orders(Service):
             report["cancelled"] += cancelled
             if failed:
                 report["errors"].append(f"{failed} order(s) could not be cancelled")
-        with account_lock(self.engine.db, [row.id]) as tx:
-            tx.audit("reconcile", "account.reconcile", f"account:{account}",
-                     {k: v for k, v in report.items() if k != "errors"} | {"errors": len(report["errors"])})
+        changed = any(report[k] for k in ("updated", "failed", "imported_orders", "imported_fills", "cancelled"))
+        if changed or report["errors"]:  # a no-op reconciliation (every CLI start) leaves no trace
+            with account_lock(self.engine.db, [row.id]) as tx:
+                tx.audit("reconcile", "account.reconcile", f"account:{account}",
+                         {k: v for k, v in report.items() if k != "errors"} | {"errors": len(report["errors"])})
         return report
 
     def _import_open_orders(self, account: Account, adapter: Any, report: dict[str, Any]) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -68,6 +69,13 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="tg-ops-bench-"))
+    try:
+        run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
     home = work / "home"
     home.mkdir(mode=0o700)
     key = "base64:" + base64.b64encode(os.urandom(32)).decode()

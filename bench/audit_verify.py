@@ -67,7 +67,6 @@ def main() -> int:
     url = args.db or f"sqlite:///{workdir / 'bench.db'}"
     engine = Engine.open(url, home=workdir / "home", master_key=KEY, load_entrypoints=False)
     try:
-        start_seq = engine.audit.head().seq
         # -- appends, sealed, in batched transactions ------------------------------------------
         clock = Clock()
         done = 0

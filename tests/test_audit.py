@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tradeguard import IntegrityError, VaultLocked, audit
+from tradeguard import VaultLocked, audit
 from tradeguard.audit.chain import GENESIS, entry_bytes, entry_hash
 from tradeguard.storage import use_database
 
-from vault_helpers import RAW_KEY, RAW_KEY_TEXT, add_accounts, open_engine, rewrite_from, rows, sql, write_row
+from vault_helpers import add_accounts, open_engine, rewrite_from, rows, sql, write_row
 
 ROOT = Path(__file__).resolve().parent.parent
 

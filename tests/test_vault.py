@@ -4,8 +4,6 @@ locked behaviour, what adapters receive, rotation, backup keys, redaction."""
 from __future__ import annotations
 
 import base64
-import os
-from pathlib import Path
 
 import pytest
 

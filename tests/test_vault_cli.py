@@ -14,7 +14,7 @@ import pytest
 import vault_test_plugin
 from tradeguard import WrongMasterKey
 
-from vault_helpers import OTHER_KEY, PASSPHRASE, RAW_KEY, RAW_KEY_TEXT, open_engine, rows, sql
+from vault_helpers import OTHER_KEY, PASSPHRASE, RAW_KEY_TEXT, open_engine, rows, sql
 
 import base64
 

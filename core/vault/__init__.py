@@ -31,7 +31,7 @@ import peewee
 from tradeguard import audit
 from tradeguard.audit.chain import clear_sealer, set_sealer, write_transaction
 from tradeguard.clock import isoformat, utcnow
-from tradeguard.errors import IntegrityError, NotFound, ValidationError, VaultError, VaultLocked, WrongMasterKey
+from tradeguard.errors import IntegrityError, NotFound, ValidationError, VaultLocked, WrongMasterKey
 from tradeguard.service import Service, in_engine_db
 from tradeguard.storage import backend_of
 from tradeguard.storage.models import Account, Credential, Setting, VaultKey

@@ -20,7 +20,7 @@ import binascii
 import hmac
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 

@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import hmac
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -118,9 +119,7 @@ def main() -> int:
           f"{len(blobs):,} entries")
     print(f"ratio verify chain / baseline   {chn[0] / base[0]:.2f} wall   {chn[1] / base[1]:.2f} CPU")
     print(f"ratio verify + seals / baseline {sld[0] / base[0]:.2f} wall   {sld[1] / base[1]:.2f} CPU")
-    if not args.db:
-        for path in workdir.glob("bench.db*"):
-            os.unlink(path)
+    shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

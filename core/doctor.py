@@ -392,6 +392,11 @@ def run_checks(
     return report
 
 
+def diagnose(engine: Any, *, master_key: Any = None, full_audit: bool = False, now: datetime | None = None) -> Report:
+    """Every check against an open Engine (the embedding form of ``tradeguard doctor``)."""
+    return run_checks(engine.settings, lambda: engine, master_key=master_key, full_audit=full_audit, now=now)
+
+
 def _guarded(engine: Any, master_key: Any, thresholds: Thresholds, now: datetime, full_audit: bool) -> Iterator[Check]:
     """The database checks; one that breaks becomes a failed line, not a crash."""
     steps: list[tuple[str, Callable[[], Any]]] = [

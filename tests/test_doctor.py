@@ -243,3 +243,13 @@ def test_bad_threshold_is_a_clear_input_error(cli, db_url):
     assert result.exit_code == 2 and "doctor_max_sync_age" in result.stderr
     result = cli("doctor", "--max-backup-age", "-1d")
     assert result.exit_code == 2 and "--max-backup-age" in result.stderr
+
+
+def test_diagnose_an_embedded_engine(engine):
+    from tradeguard.doctor import diagnose
+
+    engine.accounts.add("main", "paper")
+    report = diagnose(engine)
+    names = [c.name for c in report.checks]
+    assert names[:2] == ["permissions", "database"] and "sync:main" in names and "plugins" in names
+    assert not report.failed and report.as_dict()["ok"] is True, report.as_dict()

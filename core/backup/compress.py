@@ -22,12 +22,15 @@ def default_threads() -> int:
 
 
 def compress(pieces: Iterable[bytes], level: int = DEFAULT_LEVEL, threads: int | None = None) -> Iterator[bytes]:
-    """Yield a zstd frame (with content checksum) of *pieces*, in output pieces of ~1 MiB."""
+    """Yield a zstd frame (with content checksum) of *pieces*, as the compressor produces it
+    (at most about one zstd job, a few MiB, at a time)."""
     cctx = zstandard.ZstdCompressor(level=level, threads=default_threads() if threads is None else threads, write_checksum=True)
-    chunker = cctx.chunker(chunk_size=READ_SIZE)
+    compressor = cctx.compressobj()
     for piece in pieces:
-        yield from chunker.compress(piece)
-    yield from chunker.finish()
+        out = compressor.compress(piece)
+        if out:
+            yield out
+    yield compressor.flush()
 
 
 def decompress(pieces: Iterable[bytes]) -> Iterator[bytes]:

@@ -291,3 +291,26 @@ def test_a_password_in_argv_is_warned_about_and_never_printed(cli, db_url, tmp_p
     assert "hunter2secret" not in result.output
     from_env = cli("db", "copy", env={"TRADEGUARD_COPY_TO": url})
     assert from_env.exit_code == 1 and "process list" not in from_env.stderr and "hunter2secret" not in from_env.output
+
+
+def test_a_silently_altered_value_is_caught_before_commit(cli, db_url, other_url, home, small, monkeypatch):
+    """The read-back digest: a target that stores something else than it was given fails the copy (exit 4)."""
+    import tradeguard.dbcopy as dbcopy
+
+    real = dbcopy._db_values
+
+    def alter(fields, values):
+        row = list(real(fields, values))
+        names = [f.name for f in fields]
+        if fields[0].model is Account:
+            row[names.index("max_daily_loss")] = "101" if isinstance(row[names.index("max_daily_loss")], str) else 101
+        return tuple(row)
+
+    monkeypatch.setattr(dbcopy, "_db_values", alter)
+    result = cli("db", "copy", "--to", other_url)
+    assert result.exit_code == 4 and "the copy of table account differs from the source" in result.stderr
+    target = connect(other_url)
+    try:
+        assert table_counts(target)["account"] == 0
+    finally:
+        target.close()

@@ -24,6 +24,7 @@ import importlib.metadata
 import logging
 import re
 import threading
+import types
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -398,7 +399,7 @@ class PluginManager:
 
 def _plugin_name(plugin: Any) -> str:
     """The name an explicitly passed plugin is registered under."""
-    name = getattr(plugin, "__name__", None) if isinstance(plugin, type) or hasattr(plugin, "__file__") else None
+    name = plugin.__name__ if isinstance(plugin, (type, types.ModuleType)) else None
     if name is None:
         candidate = getattr(plugin, "name", None)
         name = candidate if isinstance(candidate, str) and candidate else type(plugin).__name__

@@ -571,3 +571,18 @@ def test_adapter_is_built_once_for_concurrent_threads(venue_engine: Engine) -> N
     for t in threads:
         t.join()
     assert len(seen) == 8 and len(set(seen)) == 1
+
+
+def test_explicit_plugins_are_named_after_their_module_class_or_name() -> None:
+    import types as pytypes
+
+    module = pytypes.ModuleType("my_bot_plugin")  # no __file__, like __main__ under python -c
+
+    class Named:
+        name = "named-plugin"
+
+    class Anonymous:
+        pass
+
+    manager = PluginManager(load_entrypoints=False, extra=[module, Named(), Anonymous()])
+    assert [i.name for i in manager.plugins()][-3:] == ["my_bot_plugin", "named-plugin", "Anonymous"]

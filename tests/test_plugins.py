@@ -586,3 +586,18 @@ def test_explicit_plugins_are_named_after_their_module_class_or_name() -> None:
 
     manager = PluginManager(load_entrypoints=False, extra=[module, Named(), Anonymous()])
     assert [i.name for i in manager.plugins()][-3:] == ["my_bot_plugin", "named-plugin", "Anonymous"]
+
+
+def test_the_example_plugins_own_tests_pass(tmp_path: Path) -> None:
+    """examples/plugin-trading-hours/tests (the fixture pattern docs/plugins.md shows) stays green."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGUARD_")}
+    env["PYTHONPATH"] = str(EXAMPLE)
+    env["TRADEGUARD_HOME"] = str(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+                            cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout

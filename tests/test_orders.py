@@ -455,3 +455,22 @@ def test_event_hooks_fire_and_a_failing_hook_never_breaks_an_order(tmp_path, hom
     assert (order.id, None, "PENDING_SUBMIT") in recorder.events
     assert (order.id, "PENDING_SUBMIT", "FILLED") in recorder.events
     assert ("rejected", order.id + 1, "max_position_size") in recorder.events
+
+
+def test_a_retry_refused_as_duplicate_finds_the_first_attempt(sqlite_engine, monkeypatch):
+    """The venue accepted the first attempt late: the lookup missed it, the retry is refused as a duplicate."""
+    engine = sqlite_engine
+    venue = paper_account(engine, price="100")
+    real_lookup = venue.fetch_order_by_client_id
+    calls = []
+
+    def lookup(symbol, client_order_id):
+        calls.append(client_order_id)
+        return None if len(calls) == 1 else real_lookup(symbol, client_order_id)
+
+    monkeypatch.setattr(venue, "fetch_order_by_client_id", lookup)
+    venue.fail_next("after_send")  # accepted, answer lost; the first lookup says "not there"
+    order = engine.place_order("p", "BTC/USDT", "buy", "1", actor="t")
+    assert order.status.value == "FILLED"
+    assert venue.sent == [order.client_order_id]
+    assert len(rows(engine, Trade)) == 1

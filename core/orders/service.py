@@ -364,6 +364,14 @@ class Orders(Service):
                                            f"{attempt} attempts ({exc})") from None
                 time.sleep(self.retry_backoff * (2 ** (attempt - 1)))
             except VenueRejected as exc:
+                if attempt:  # a retry refused (e.g. duplicate client id): the first attempt may have landed late
+                    try:
+                        late = adapter.fetch_order_by_client_id(order.symbol, order.client_order_id)
+                    except VenueError:
+                        late = None
+                    if late is not None:
+                        venue_order = late
+                        break
                 self._set_status(order.id, S.REJECTED, actor, {"venue_code": exc.code},
                                  error=(exc.code or "venue_rejected", str(exc)))
                 raise VenueRejected(f"order {order.id} rejected by {account.exchange}: {exc}", code=exc.code) from None

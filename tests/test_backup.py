@@ -216,19 +216,25 @@ def test_the_secret_never_appears_in_backup_files(home, target):
     import base64
     import binascii
 
+    from tradeguard.vault.kdf import derive
+    from tradeguard.vault.keys import MasterRecord
+
     with open_engine(f"sqlite:///{home / 'tradeguard.db'}", home) as engine:
         fill(engine, accounts=1)
         made = engine.backups.create(target)
+        keys = [k.material for k in engine.vault._keys.values()]
+        master = derive(PASSPHRASE.encode(), MasterRecord.from_dict(engine.get_setting("vault.master")).kdf)
     folder = Path(target[len("file://"):])
-    secret = SECRET.encode()
-    needles = [secret, base64.b64encode(secret), base64.b64encode(secret)[:-4], binascii.hexlify(secret),
-               binascii.hexlify(secret).upper(), base64.urlsafe_b64encode(secret)[:-4]]
+    needles = []
+    for value in (SECRET.encode(), ("s3cr3t-" + SECRET[::-1]).encode(), PASSPHRASE.encode(), master, *keys):
+        needles += [value, base64.b64encode(value), base64.b64encode(value)[:-4], binascii.hexlify(value),
+                    binascii.hexlify(value).upper(), base64.urlsafe_b64encode(value)[:-4]]
     files = list(folder.iterdir())
     assert {f.name for f in files} == {f"{made['id']}.tgb", f"{made['id']}.tgm"}
     for path in files:
         blob = path.read_bytes()
         for needle in needles:
-            assert needle not in blob, (path.name, needle)
+            assert needle not in blob, (path.name, needle[:6])
 
 
 def test_backup_files_are_private_and_partials_are_not_listed(home, target):

@@ -141,7 +141,7 @@ def run_child(op: str, path: Path, target: str, extra: list[str] = ()) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1024", help="database sizes in MB (comma list)")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per measurement (the fastest counts)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (the fastest counts)")
     parser.add_argument("--workdir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "tradeguard-bench-backup"))
     parser.add_argument("--keep", action="store_true", help="keep the backups written (databases are always kept)")
     parser.add_argument("--child")
@@ -170,8 +170,11 @@ def main() -> int:
         shutil.rmtree(target_dir, ignore_errors=True)
         target = f"file://{target_dir}"
         mb = path.stat().st_size / (1 << 20)
-        baseline = min((run_child("baseline", path, target) for _ in range(args.repeat)), key=lambda r: r["seconds"])
-        backups = [run_child("backup", path, target) for _ in range(args.repeat)]
+        baselines, backups = [], []
+        for _ in range(args.repeat):  # interleaved, so both see the same machine load
+            baselines.append(run_child("baseline", path, target))
+            backups.append(run_child("backup", path, target))
+        baseline = min(baselines, key=lambda r: r["seconds"])
         backup = min(backups, key=lambda r: r["seconds"])
         verify = min((run_child("verify", path, target, ["--id", backup["id"]]) for _ in range(args.repeat)),
                      key=lambda r: r["seconds"])

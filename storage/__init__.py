@@ -53,6 +53,19 @@ database = ContextDatabaseProxy()
 
 
 @contextlib.contextmanager
+def write_transaction(db: peewee.Database) -> Iterator[None]:
+    """A write transaction: SQLite takes its write lock at BEGIN (``BEGIN IMMEDIATE``), so
+    concurrent writers wait (busy timeout) instead of failing with "database is locked" or
+    two checks interleaving; a normal transaction elsewhere, a savepoint inside one."""
+    if backend_of(db) == "sqlite" and not db.in_transaction():
+        with db.atomic(lock_type="IMMEDIATE"):
+            yield
+    else:
+        with db.atomic():
+            yield
+
+
+@contextlib.contextmanager
 def use_database(db: peewee.Database) -> Iterator[peewee.Database]:
     """Make *db* the target of every model query inside the block."""
     token = _current.set(db)

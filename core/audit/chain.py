@@ -12,17 +12,16 @@ data key, "tradeguard/audit-seal/v1" NUL hash)`` (hex).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import struct
 import weakref
-from typing import Any, Iterator
+from typing import Any
 
 import peewee
 
 from tradeguard.clock import isoformat, utcnow
-from tradeguard.storage import backend_of, database
+from tradeguard.storage import backend_of, database, write_transaction  # noqa: F401 (re-exported)
 from tradeguard.storage.fields import dumps
 from tradeguard.storage.models import AuditLog
 
@@ -144,19 +143,6 @@ def lock_head(db: peewee.Database) -> tuple[int, str]:
     else:
         row = db.execute_sql(head_sql + (" FOR UPDATE" if backend == "mysql" else "")).fetchone()
     return (int(row[0]), row[1]) if row else (0, GENESIS)
-
-
-@contextlib.contextmanager
-def write_transaction(db: peewee.Database) -> Iterator[None]:
-    """A transaction that takes SQLite's write lock at BEGIN (``BEGIN IMMEDIATE``), so
-    concurrent writers wait (busy timeout) instead of failing with "database is locked";
-    a normal transaction elsewhere, a savepoint inside one."""
-    if backend_of(db) == "sqlite" and not db.in_transaction():
-        with db.atomic(lock_type="IMMEDIATE"):
-            yield
-    else:
-        with db.atomic():
-            yield
 
 
 def _clean(text: str, field: str) -> str:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator
 import peewee
 
 from tradeguard import audit
-from tradeguard.storage import backend_of
+from tradeguard.storage import backend_of, write_transaction  # noqa: F401 (re-exported)
 from tradeguard.storage.models import Account
 
 log = logging.getLogger("tradeguard.orders")
@@ -57,17 +57,6 @@ class AccountTransaction:
         for actor, action, subject, payload in self._audits:
             audit.append(actor, action, subject, payload)
         self._audits.clear()
-
-
-@contextlib.contextmanager
-def write_transaction(db: peewee.Database) -> Iterator[None]:
-    """A transaction that takes SQLite's write lock at BEGIN (elsewhere: a normal transaction)."""
-    if backend_of(db) == "sqlite" and not db.in_transaction():
-        with db.atomic(lock_type="IMMEDIATE"):
-            yield
-    else:
-        with db.atomic():
-            yield
 
 
 @contextlib.contextmanager

@@ -711,15 +711,21 @@ class Orders(Service):
             return 0
         count = 0
         for vo in venue_orders:
-            known = vo.client_order_id and Order.select(Order.id).where(Order.client_order_id == vo.client_order_id).exists()
+            mine = Order.account == account.id
+            known = vo.client_order_id and Order.select(Order.id).where(
+                mine & (Order.client_order_id == vo.client_order_id)).exists()
             known = known or (vo.exchange_order_id and Order.select(Order.id).where(
-                (Order.account == account.id) & (Order.exchange_order_id == vo.exchange_order_id)).exists())
+                mine & (Order.exchange_order_id == vo.exchange_order_id)).exists())
             if known:
                 continue
+            client_id = vo.client_order_id
+            if not client_id or Order.select(Order.id).where(Order.client_order_id == client_id).exists():
+                # client order ids are unique across accounts: another account's id cannot be reused here
+                client_id = f"venue-{account.id}-{vo.exchange_order_id}"[:64]
             with account_lock(self.engine.db, [account.id]) as tx:
                 now = utcnow()
                 order = Order.create(
-                    account=account.id, client_order_id=vo.client_order_id or f"venue-{vo.exchange_order_id}",
+                    account=account.id, client_order_id=client_id,
                     exchange_order_id=vo.exchange_order_id, symbol=vo.symbol, side=vo.side, type=vo.type,
                     price=vo.price, quantity=vo.quantity, status=S.OPEN, imported=True, created_by="venue",
                     reason="found at the venue, not placed through tradeguard", created_at=now, updated_at=now)
@@ -740,7 +746,7 @@ class Orders(Service):
                 continue
             order = None
             if fill.client_order_id:
-                order = Order.get_or_none(Order.client_order_id == fill.client_order_id)
+                order = Order.get_or_none((Order.account == account.id) & (Order.client_order_id == fill.client_order_id))
             if order is None and fill.exchange_order_id:
                 order = Order.get_or_none((Order.account == account.id) & (Order.exchange_order_id == fill.exchange_order_id))
             if order is not None and not order.imported:

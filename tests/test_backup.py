@@ -438,3 +438,19 @@ def test_development_auto_migration_backs_up_first(home, caplog):
             assert migrations.current(engine.db) == migrations.head()
     snaps = list(home.glob("tradeguard.db.pre-migration-v*"))
     assert len(snaps) == 1 and str(snaps[0]) in caplog.text
+
+
+def test_in_place_restore_refuses_while_a_runner_holds_a_lease(home, target, sqlite_cli):
+    from tradeguard.storage import use_database
+    from tradeguard.storage.models import Account, RunnerLease
+
+    url = f"sqlite:///{home / 'tradeguard.db'}"
+    with open_engine(url, home) as engine:
+        fill(engine, accounts=1)
+        made = engine.backups.create(target)
+        with use_database(engine.db):
+            RunnerLease.create(account=Account.get(Account.name == "acct0"), owner="host:123")
+    before = rows_of(url)
+    result = sqlite_cli("backup", "restore", made["id"], "--in-place", "--yes", env=env(target))
+    assert result.exit_code == 2 and "active on account(s) acct0" in result.output
+    assert rows_of(url)["account"] == before["account"]

@@ -22,6 +22,8 @@ from tradeguard.storage import redact_url, sqlite_path
 log = logging.getLogger("tradeguard.backup")
 #: Temporary files of interrupted writes older than this are removed by prune.
 PARTIAL_MAX_AGE = 3600.0
+#: A runner lease with a heartbeat younger than this (seconds) blocks an in-place restore.
+RUNNER_LEASE_FRESH = 60.0
 
 
 class Backups(Service):
@@ -184,6 +186,7 @@ class Backups(Service):
                               work_near=self.engine.settings.home_path)
         tgt = self.target(target)
         backup_id = pipeline.resolve_id(tgt, backup_id)
+        self._refuse_if_runners_active()
         with pipeline.work_dir(self._work_near()) as work:
             verified = restore.verify_into(tgt, backup_id, self.master_key, work, pg_db=self._pg_db(), progress=progress)
             kind = verified.opened.manifest.db_kind
@@ -200,6 +203,22 @@ class Backups(Service):
             self.engine.vault.unlock(self.master_key, actor="backup", checkpoint=False)
         self._after_restore(tgt.url, verified.opened.manifest)
         return {**verified.report, "restored_to": redact_url(self.engine.url), "in_place": True}
+
+    @in_engine_db
+    def _refuse_if_runners_active(self) -> None:
+        """An in-place restore under a running bot would lose its writes (or, on SQLite, write to a deleted file)."""
+        from datetime import timedelta
+
+        from tradeguard.storage.models import Account, RunnerLease
+
+        if not self.engine.db.table_exists(RunnerLease._meta.table_name):
+            return
+        fresh = utcnow() - timedelta(seconds=RUNNER_LEASE_FRESH)
+        held = [row.name for row in Account.select(Account.name).join(RunnerLease, on=(RunnerLease.account == Account.id))
+                .where(RunnerLease.heartbeat_at > fresh)]
+        if held:
+            raise ValidationError(f"bot runner(s) are active on account(s) {', '.join(sorted(held))}: "
+                                  "stop them before restoring in place (nothing changed)")
 
     @in_engine_db
     def _after_restore(self, target_url: str, manifest: Any) -> None:

@@ -269,8 +269,9 @@ def _vault_provider(engine: Any, account: str, names: frozenset[str]) -> SecretP
         return _constant({})
 
     def provider() -> Mapping[str, str]:
-        values = secrets_for(account, purpose="adapter")
-        # Only the fields this plugin declared: a wallet key never reaches an exchange adapter.
+        # Decrypt (and audit) only the fields this plugin declared: a wallet key never
+        # reaches an exchange adapter, and is not even decrypted for one.
+        values = secrets_for(account, purpose="adapter", fields=sorted(names))
         return {name: value for name, value in values.items() if name in names}
 
     return provider

@@ -256,13 +256,15 @@ class VenuePlugin:
 
 
 class FakeVault:
-    """The seam the vault provides: secrets_for(account, purpose=...) -> Mapping."""
+    """The seam the vault provides: secrets_for(account, purpose=..., fields=...) -> Mapping."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.fields: list[list[str] | None] = []
 
-    def secrets_for(self, account: str, purpose: str) -> dict[str, str]:
+    def secrets_for(self, account: str, purpose: str, fields=None) -> dict[str, str]:
         self.calls.append((account, purpose))
+        self.fields.append(None if fields is None else list(fields))
         return {"api_key": f"key-of-{account}", "wallet_private_key": "0xdeadbeef"}
 
 
@@ -283,6 +285,7 @@ def test_adapter_gets_only_its_accounts_declared_secrets_lazily(venue_engine: En
     assert "key-of-a" not in repr(adapter.config) and repr(adapter.config.secrets) == "<secrets of 'a': not loaded>"
     assert adapter.config.secrets["api_key"] == "key-of-a"
     assert vault.calls == [("a", "adapter")]
+    assert vault.fields == [["api_key"]]  # only the declared secret is decrypted
     assert dict(adapter.config.secrets) == {"api_key": "key-of-a"}  # the wallet key is not handed over
     assert repr(adapter.config.secrets) == "<secrets of 'a': 1 fields>"
     assert "key-of-a" not in repr(adapter.config) and "key-of-a" not in str(adapter.config.secrets)

@@ -16,7 +16,7 @@ import pytest
 from backup_helpers import PASSPHRASE, SECRET, at_snapshot, chunks, fill, flip, table_rows
 from tradeguard import Engine
 from tradeguard.backup import retention
-from tradeguard.errors import IntegrityError, ValidationError, WrongMasterKey
+from tradeguard.errors import ValidationError, WrongMasterKey
 from tradeguard.storage import connect
 
 SMALL_CHUNK = 4096

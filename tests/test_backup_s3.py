@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -51,7 +50,7 @@ def test_s3_round_trip_listing_and_prune(s3_endpoint, home, tmp_path, sqlite_cli
     assert keys == sorted(f"prod/bot1/{b['id']}{s}" for b in (first, second) for s in (".tgb", ".tgm"))
 
     # an interrupted multipart upload is invisible to listing
-    client.create_multipart_upload(Bucket=BUCKET, Key=f"prod/bot1/tg-20260101T000000Z-00000000.tgb")
+    client.create_multipart_upload(Bucket=BUCKET, Key="prod/bot1/tg-20260101T000000Z-00000000.tgb")
     env = {"TRADEGUARD_MASTER_KEY": PASSPHRASE}
     listed = sqlite_cli.json("backup", "list", "--target", target, env=env)
     assert [(b["id"], b["status"]) for b in listed] == [(second["id"], "ok"), (first["id"], "ok")]
@@ -61,10 +60,9 @@ def test_s3_round_trip_listing_and_prune(s3_endpoint, home, tmp_path, sqlite_cli
 
     pruned = sqlite_cli.json("backup", "prune", "--keep-last", "1", "--target", target, env=env)
     assert pruned["remove"] == [] and {k["id"] for k in pruned["keep"]} == {first["id"], second["id"]}  # first is verified
-    engine_env = {**env}
     with Engine.open(f"sqlite:///{home / 'tradeguard.db'}", home=home, master_key=PASSPHRASE, load_entrypoints=False) as engine:
         engine.backups.verify(second["id"], target)  # now the newest verified is the newest
-    pruned = sqlite_cli.json("backup", "prune", "--keep-last", "1", "--target", target, env=engine_env)
+    pruned = sqlite_cli.json("backup", "prune", "--keep-last", "1", "--target", target, env=env)
     assert pruned["remove"] == [first["id"]]
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="prod/bot1/")["Contents"])
     assert keys == [f"prod/bot1/{second['id']}.tgb", f"prod/bot1/{second['id']}.tgm"]

@@ -22,7 +22,7 @@ from typing import IO, Any, Callable, Iterable, Iterator
 
 import zstandard
 
-from tradeguard.backup.compress import IterReader, compress, decompress, read_blocks, threaded
+from tradeguard.backup.compress import IterReader, compress, decompress, threaded
 from tradeguard.backup.keys import BackupKey, unwrap_backup_key
 from tradeguard.backup.manifest import (
     DATA_SUFFIX,

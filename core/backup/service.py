@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 from tradeguard import audit
 from tradeguard.backup import pipeline, restore, retention
+from tradeguard.backup.compress import read_blocks
 from tradeguard.backup.keys import backup_key_for
 from tradeguard.backup.manifest import data_name, manifest_name
 from tradeguard.backup.snapshot import PgDump, sqlite_snapshot
 from tradeguard.backup.stream import CHUNK_SIZE
 from tradeguard.backup.targets import default_target_url, open_target
 from tradeguard.clock import parse_iso, utcnow
-from tradeguard.errors import IntegrityError, NotFound, TradeguardError, ValidationError
+from tradeguard.errors import IntegrityError, NotFound, ValidationError
 from tradeguard.service import Service, in_engine_db
 from tradeguard.storage import redact_url, sqlite_path
 
@@ -76,7 +76,7 @@ class Backups(Service):
                     progress("snapshot", 0, None)
                 info = sqlite_snapshot(db_path, snap)
                 with open(snap, "rb") as fh:
-                    source = pipeline.Source(pipeline.read_blocks(fh), info, "sqlite", snap.stat().st_size)
+                    source = pipeline.Source(read_blocks(fh), info, "sqlite", snap.stat().st_size)
                     manifest = self._write(tgt, key, source, reason, __version__, progress)
         elif backend == "postgres":
             dump = PgDump(self.engine.db)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import click

@@ -107,6 +107,7 @@ def test_output_file_is_private_and_bad_input_leaves_no_file(sqlite_cli, tmp_pat
         (("export", "trades", "--format", "xml"), "Invalid value"),
         (("export", "trades", "--account", "ghost", "-o", str(tmp_path / "x.csv")), "no account named 'ghost'"),
         (("export", "trades", "--since", "soon", "-o", str(tmp_path / "y.csv")), "since: expected an ISO date"),
+        (("export", "trades", "-o", str(tmp_path / "no-such-dir" / "z.csv")), "--output: cannot write"),
     ]:
         bad = sqlite_cli(*args)
         assert bad.exit_code == 2 and message in bad.stderr, (args, bad.output)

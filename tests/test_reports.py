@@ -213,6 +213,7 @@ def test_cli_report_table_is_readable(sqlite_cli):
     (("main", "--since", "2026-01-03", "--until", "2026-01-02"), "--until must be later than --since"),
     (("--all", "--plot", "x.png"), "--plot draws one account"),
     (("main", "--plot", "x.png", "--plot-size", "big"), "--plot-size"),
+    (("main", "--plot", "/no-such-dir/x.png"), "--plot: cannot write"),
 ])
 def test_cli_report_bad_input_exits_2_with_one_line(sqlite_cli, args, message):
     _seed_cli(sqlite_cli)

@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from tradeguard.cli.output import CliState, pass_state
+from tradeguard.cli.output import CliState, fail, pass_state
+from tradeguard.errors import EXIT_BAD_INPUT
 from tradeguard.export import FORMATS, TABLES
 from tradeguard.reporting import check_window, parse_time
 
@@ -34,7 +35,10 @@ def export(state: CliState, table: str, format_: str, since: str | None, until: 
     check_window(parse_time(since, "since"), parse_time(until, "until"))
     if account:
         engine.accounts.get(account, include_archived=True)
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        fail(f"--output: cannot write {output}: {exc.strerror}", EXIT_BAD_INPUT)
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
         count = engine.reports.export(table, out, format=format_, since=since, until=until, account=account)
     click.echo(f"exported {count} {table} rows to {output}", err=True)

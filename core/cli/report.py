@@ -158,7 +158,10 @@ def report(state: CliState, account: str | None, all_: bool, since: str | None, 
     if plot_path:
         from tradeguard.reporting.plot import plot_equity
 
-        plot_equity(result, plot_path, size)
+        try:
+            plot_equity(result, plot_path, size)
+        except OSError as exc:
+            fail(f"--plot: cannot write {plot_path}: {exc.strerror or exc}", EXIT_BAD_INPUT)
     if state.json:
         emit_json(result.to_dict())
     else:

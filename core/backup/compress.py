@@ -17,8 +17,8 @@ T = TypeVar("T")
 
 
 def default_threads() -> int:
-    """zstd worker threads: one per core, at most 4 (0 would compress in the calling thread)."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """zstd worker threads: one more than the cores (keeps them busy while a job is handed over), at most 4."""
+    return max(1, min(4, (os.cpu_count() or 1) + 1))
 
 
 def compress(pieces: Iterable[bytes], level: int = DEFAULT_LEVEL, threads: int | None = None) -> Iterator[bytes]:

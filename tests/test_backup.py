@@ -164,8 +164,9 @@ def test_tampered_backup_is_refused_and_nothing_changes(kind, home, target, sqli
     changed = {t for t in before if before[t] != after[t]}
     assert changed <= {"backup", "audit_log", "audit_checkpoint"}  # bookkeeping only: verify outcome, unlock
     assert after["audit_log"][: len(before["audit_log"])] == before["audit_log"]
-    assert {r[2] for r in after["backup"] if r[2] == made[0]["id"]} and all(
-        r[9] in ("failed", "created") for r in after["backup"] if r[2] == made[0]["id"])
+    conn = sqlite3.connect(home / "tradeguard.db")
+    assert conn.execute("SELECT status FROM backup WHERE name = ?", (made[0]["id"],)).fetchall() == [("failed",)]
+    conn.close()
     assert not list(home.glob(".tradeguard-backup-*"))  # scratch files are removed
 
 

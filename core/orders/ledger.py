@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from tradeguard.clock import utcnow
+from tradeguard.storage import database, rows
 from tradeguard.storage.models import Account, Order, Position, Trade
 from tradeguard.types import Fill, OrderStatus, Side
 
@@ -34,10 +35,12 @@ def remaining(order: Order) -> Decimal:
 
 def position_for(account: Account, symbol: str, market: Any, *, create: bool = False) -> Position | None:
     """The account's position row in *symbol* (created flat if asked)."""
-    position = Position.get_or_none((Position.account == account.id) & (Position.symbol == symbol) & (Position.market == market))
+    found = rows.select(Position, "account_id = {p} AND symbol = {p} AND market = {p}",
+                        (account.id, symbol, Position.market.db_value(market)))
+    position = found[0] if found else None
     if position is None and create:
-        position = Position.create(account=account.id, symbol=symbol, market=market, quantity=ZERO, average_cost=ZERO,
-                                   realized_pnl=ZERO, unrealized_pnl=ZERO)
+        position = rows.create(Position, account=account.id, symbol=symbol, market=market, quantity=ZERO,
+                               average_cost=ZERO, realized_pnl=ZERO, unrealized_pnl=ZERO)
     return position
 
 
@@ -88,6 +91,13 @@ def release_reservation(account: Account, order: Order, amount: Decimal | None =
     return amount
 
 
+def trade_known(account_id: int, trade_id: str) -> bool:
+    """Whether the account already has the venue trade *trade_id* (an indexed lookup)."""
+    db = database.obj
+    sql = f"SELECT 1 FROM trade WHERE account_id = {db.param} AND exchange_trade_id = {db.param} LIMIT 1"
+    return db.execute_sql(sql, (account_id, trade_id)).fetchone() is not None
+
+
 def apply_fill(account: Account, order: Order | None, fill: Fill, *, imported: bool = False) -> Trade | None:
     """Record *fill* once: a trade, the order's totals, the position and cash.
 
@@ -95,7 +105,7 @@ def apply_fill(account: Account, order: Order | None, fill: Fill, *, imported: b
     (the same fill from a sync, a reconciliation and an order update is
     stored once) or would fill the order beyond its quantity.
     """
-    if Trade.select(Trade.id).where((Trade.account == account.id) & (Trade.exchange_trade_id == fill.trade_id)).exists():
+    if trade_known(account.id, fill.trade_id):
         return None
     with decimal.localcontext(CONTEXT):
         if order is not None and fill.quantity > remaining(order):
@@ -114,9 +124,9 @@ def apply_fill(account: Account, order: Order | None, fill: Fill, *, imported: b
             elif fee_currency == base:
                 position.quantity = position.quantity - fill.fee
         account.current_cash = account.current_cash + cash_delta
-        position.save()
-        trade = Trade.create(
-            account=account.id, order=order.id if order is not None else None, exchange_trade_id=fill.trade_id,
+        rows.save(position)
+        trade = rows.create(
+            Trade, account=account.id, order=order.id if order is not None else None, exchange_trade_id=fill.trade_id,
             exchange_timestamp=fill.timestamp, symbol=fill.symbol, side=fill.side, price=fill.price,
             quantity=fill.quantity, fee=fill.fee, fee_currency=fee_currency, fee_rate=fill.fee_rate,
             usd_value=notional if quote in ("USD", "USDT", "USDC") else None, realized_pnl=realized,

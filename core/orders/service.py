@@ -49,6 +49,7 @@ from tradeguard.protocols import CAP_NATIVE_OCO
 from tradeguard.risk.context import RiskContext
 from tradeguard.risk.engine import Assessment
 from tradeguard.service import Service, in_engine_db
+from tradeguard.storage import rows
 from tradeguard.storage.models import Account, Order, OrderEvent, Trade
 from tradeguard.trading_state import stricter
 from tradeguard.types import (
@@ -272,7 +273,7 @@ class Orders(Service):
             reservation = reservation_for(context) if assessment.verdict is not Verdict.BLOCK else None
         window = _race_window()
         with account_lock(self.engine.db, [account_id]) as tx:
-            account = Account.get_by_id(account_id)
+            account = rows.get(Account, account_id)
             if not unlocked:
                 context = self._context(account, prepared, emergency=emergency)
                 assessment = self._assess(context)
@@ -283,8 +284,8 @@ class Orders(Service):
                       Verdict.BLOCK: S.REJECTED}[assessment.verdict]
             amount, asset = reservation if reservation is not None else (Decimal(0), None)
             now = utcnow()
-            order = Order.create(
-                account=account_id, client_order_id=request.client_order_id or new_client_order_id(),
+            order = rows.create(
+                Order, account=account_id, client_order_id=request.client_order_id or new_client_order_id(),
                 run=run_id, bot=bot, reason=reason, market=request.market, symbol=request.symbol, side=request.side,
                 type=request.type, price=request.price, quantity=request.quantity, status=status,
                 leverage=request.leverage, reduce_only=request.reduce_only, risk_verdict=assessment.verdict.value,
@@ -296,7 +297,7 @@ class Orders(Service):
             )
             if asset == account.quote_currency and amount:
                 account.frozen_cash = account.frozen_cash + amount
-                account.save()
+                rows.save(account)
             self._record_event(tx, order, None, status, actor, {"risk": assessment.verdict.value}, account.name)
             action = {S.REJECTED: "order_rejected", S.PENDING_CONFIRMATION: "confirmation_requested"}.get(status, "none")
             self.engine.risk.record(context, assessment, order, action=action, result=status.value)
@@ -333,10 +334,10 @@ class Orders(Service):
     @in_engine_db
     def submit(self, order_id: int, *, actor: str = "venue") -> Order:
         """Send a PENDING_SUBMIT order to its venue (at most once) and record the answer."""
-        order = Order.get_by_id(order_id)
+        order = rows.get(Order, order_id)
         if order.status is not S.PENDING_SUBMIT:
             return order
-        account = Account.get_by_id(order.account_id)  # fresh: a stop may have landed since the commit
+        account = rows.get(Account, order.account_id)  # fresh: a stop may have landed since the commit
         state = stricter(account.trading_state, self.engine.trading.installation_state())
         if state is TradingState.HALTED and not _is_emergency(order):
             return self._set_status(order.id, S.CANCELED, "system", {"reason": "trading state HALTED before send"},
@@ -406,14 +407,14 @@ class Orders(Service):
     def apply_venue_order(self, order_id: int, venue_order: VenueOrder, *, actor: str = "venue",
                           adapter: Any = None) -> Order:
         """Bring an order up to date with the venue's view: fills, status, ids; create or cancel SL/TP children."""
-        order = Order.get_by_id(order_id)
+        order = rows.get(Order, order_id)
         fills = list(venue_order.fills)
         if venue_order.filled > order.filled_quantity and sum((f.quantity for f in fills), Decimal(0)) < venue_order.filled:
             fills = self._missing_fills(order, venue_order, fills, adapter)
         follow_up: list[tuple[str, int]] = []
         with account_lock(self.engine.db, [order.account_id]) as tx:
-            order = Order.get_by_id(order_id)
-            account = Account.get_by_id(order.account_id)
+            order = rows.get(Order, order_id)
+            account = rows.get(Account, order.account_id)
             if venue_order.exchange_order_id and not order.exchange_order_id:
                 order.exchange_order_id = venue_order.exchange_order_id
             order.exchange_status = venue_order.exchange_status or venue_order.status.value
@@ -437,8 +438,8 @@ class Orders(Service):
                 if order.parent_id and new_status is S.FILLED:
                     follow_up += [("cancel", sibling.id) for sibling in _siblings(order)]
             order.updated_at = utcnow()
-            order.save()
-            account.save()
+            rows.save(order)
+            rows.save(account)
         for action, child_id in follow_up:
             try:
                 if action == "submit":
@@ -447,7 +448,7 @@ class Orders(Service):
                     self.cancel(child_id, actor="system", reason="OCO: the other protective order filled")
             except TradeguardError as exc:
                 log.error("protective order %s: %s failed: %s", child_id, action, exc)
-        return Order.get_by_id(order_id)
+        return rows.get(Order, order_id)
 
     def _missing_fills(self, order: Order, venue_order: VenueOrder, fills: list[Fill], adapter: Any) -> list[Fill]:
         """The venue reported fills without trade details: fetch them, or synthesize the difference."""
@@ -503,8 +504,8 @@ class Orders(Service):
 
     def _record_event(self, tx: AccountTransaction, order: Order, old: S | None, new: S, actor: str,
                       detail: dict[str, Any], account_name: str) -> None:
-        OrderEvent.create(order=order.id, old_status=old.value if old else None, new_status=new.value, actor=actor,
-                          detail=detail)
+        rows.create(OrderEvent, order=order.id, old_status=old.value if old else None, new_status=new.value,
+                    actor=actor, detail=detail)
         snapshot = order_dict(order, account_name)
         tx.after_commit(lambda: self.engine.plugins.fire(
             "on_order_state_changed", order=snapshot, old_status=old.value if old else None, new_status=new.value))

@@ -19,10 +19,16 @@ from tradeguard.clock import utcnow
 from tradeguard.errors import TradeguardError
 from tradeguard.orders.lifecycle import ACTIVE_STATUSES
 from tradeguard.orders.ledger import CONTEXT, remaining
-from tradeguard.storage.models import Account, Order, Position, Trade
+from tradeguard.risk.daily import realized_since
+from tradeguard.storage import database, rows
+from tradeguard.storage.models import Account, Order, Position
 from tradeguard.types import Market, OrderRequest, OrderStatus, Side, Ticker, TradingMode, TradingState
 
 ZERO = Decimal(0)
+_ACTIVE = tuple(sorted(s.value for s in ACTIVE_STATUSES))
+_ACTIVE_WHERE = "account_id = {p} AND status IN (" + ", ".join(["{p}"] * len(_ACTIVE)) + ")"
+_RECENT = ("SELECT COUNT(*) FROM {l}order{r} WHERE account_id = {p} AND created_at >= {p} AND status != {p} "
+           "AND imported = {p}")
 
 
 class MissingData(TradeguardError):
@@ -93,13 +99,13 @@ class RiskContext:
     @cached_property
     def open_orders(self) -> list[Order]:
         """The account's orders that still count (awaiting confirmation, submit, or open)."""
-        query = Order.select().where((Order.account == self.account.id) & (Order.status.in_(list(ACTIVE_STATUSES))))
-        return [o for o in query if o.id != self.exclude_order]
+        found = rows.select(Order, _ACTIVE_WHERE, (self.account.id, *_ACTIVE))
+        return [o for o in found if o.id != self.exclude_order]
 
     @cached_property
     def positions(self) -> list[Position]:
         """Non-flat positions."""
-        return [p for p in Position.select().where(Position.account == self.account.id) if p.quantity != 0]
+        return [p for p in rows.select(Position, "account_id = {p}", (self.account.id,)) if p.quantity != 0]
 
     @property
     def position_quantity(self) -> Decimal:
@@ -185,15 +191,10 @@ class RiskContext:
 
     @cached_property
     def realized_pnl_today(self) -> Decimal:
-        """Realized PnL minus quote-currency fees of trades since 00:00 UTC."""
+        """Realized PnL minus quote-currency fees of trades since 00:00 UTC (a running figure, `daily`)."""
         midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-        rows = (Trade.select(Trade.realized_pnl, Trade.fee, Trade.fee_currency)
-                .where((Trade.account == self.account.id) & (Trade.exchange_timestamp >= midnight)))
-        quote = self.account.quote_currency
-        total = ZERO
-        for row in rows:
-            total += row.realized_pnl - (row.fee if row.fee_currency in (None, quote) else ZERO)
-        return total
+        with decimal.localcontext(CONTEXT):
+            return realized_since(database.obj, self.account.id, midnight, self.account.quote_currency)
 
     @property
     def daily_pnl(self) -> Decimal:
@@ -208,10 +209,10 @@ class RiskContext:
     def orders_since(self, seconds: int) -> int:
         """Orders created on this account in the last *seconds* (rejected ones excluded)."""
         since = utcnow() - dt.timedelta(seconds=seconds)
-        return (Order.select(Order.id)
-                .where((Order.account == self.account.id) & (Order.created_at >= since)
-                       & (Order.status != OrderStatus.REJECTED) & (Order.imported == False))  # noqa: E712
-                .count())
+        db = database.obj
+        sql = _RECENT.format(p=db.param, l=db.quote[0], r=db.quote[1])
+        params = (self.account.id, Order.created_at.db_value(since), OrderStatus.REJECTED.value, False)
+        return int(db.execute_sql(sql, params).fetchone()[0])
 
     def snapshot(self) -> dict[str, Any]:
         """The numbers stored with a risk log row (each None if unavailable)."""

@@ -21,6 +21,7 @@ from tradeguard.adapters import validate_settings
 from tradeguard.money import plain
 from tradeguard.plugin_manager import Registration
 from tradeguard.risk.context import MissingData, RiskContext
+from tradeguard.storage import rows
 from tradeguard.storage.models import Account, Order, RiskLog, RiskRuleConfig
 from tradeguard.types import Decision, SettingSpec, Severity, Verdict
 
@@ -132,7 +133,7 @@ class RiskEngine:
 
     def states(self, account: Account) -> list[RuleState]:
         """Every registered rule with its switch and settings for *account* (one query)."""
-        configs = {c.rule: c for c in RiskRuleConfig.select().where(RiskRuleConfig.account == account.id)}
+        configs = {c.rule: c for c in rows.select(RiskRuleConfig, "account_id = {p}", (account.id,))}
         out = []
         for registration in self._registrations():
             config = configs.get(registration.name)

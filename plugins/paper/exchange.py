@@ -15,7 +15,8 @@
 - prices come from a pluggable feed (`feeds`), advanced one step on each
   ``fetch_ticker``; `set_price` fixes a price (tests, demos);
 - the whole book lives in the ``plugin_state`` table, so a restarted bot
-  sees its open paper orders.
+  sees its open paper orders (and the last `KEEP_CLOSED_ORDERS` closed
+  orders and `KEEP_TRADES` trades).
 
 For tests: `fail_next` makes the next calls fail like a network error
 (before or after the venue accepted the order) or a rejection; ``sent``
@@ -64,6 +65,10 @@ SETTINGS = (
 )
 
 CTX = decimal.Context(prec=60)
+#: Closed orders and trades the book keeps (newest), for lookups and `fetch_my_trades`: the whole book is
+#: rewritten on every change, so its size is the venue's cost per order.
+KEEP_CLOSED_ORDERS = 100
+KEEP_TRADES = 300
 STEPS = {"BTC": ("0.00001", "0.01"), "ETH": ("0.0001", "0.01"), "SOL": ("0.001", "0.001"), "BNB": ("0.001", "0.01")}
 
 
@@ -244,7 +249,7 @@ class PaperExchange:
                  "timestamp": isoformat(utcnow())}
         order["fills"].append(trade)
         book["trades"].append(trade)
-        del book["trades"][:-2000]
+        del book["trades"][:-KEEP_TRADES]
         order["filled"] = plain(_d(order["filled"]) + qty)
         order["cost"] = plain(_d(order["cost"]) + notional)
         order["fee"] = plain(_d(order["fee"]) + fee)
@@ -355,7 +360,7 @@ class PaperExchange:
 
     def _prune(self, book: dict[str, Any]) -> None:
         closed = [o for o in book["orders"].values() if o["status"] not in ("OPEN", "PARTIALLY_FILLED")]
-        for order in sorted(closed, key=lambda o: o["seq"])[:-1000]:
+        for order in sorted(closed, key=lambda o: o["seq"])[:-KEEP_CLOSED_ORDERS]:
             del book["orders"][order["id"]]
 
     def _venue_order(self, order: dict[str, Any]) -> VenueOrder:

@@ -94,6 +94,7 @@ def test_no_secret_leaks_anywhere(tmp_path, home, plugin_installed):
         run("audit", "export")
         run("creds", "rotate-key", "--data-keys", env={**old, "TRADEGUARD_NEW_MASTER_KEY": NEW_PASSPHRASE})
         run("creds", "check", "main", env=new)
+        run("backup", "create", env=new)  # the backup files in HOME/backups are scanned below
         run("creds", "remove", "w")
 
         with Engine.open(url, home=home, load_entrypoints=False, master_key=NEW_PASSPHRASE) as eng:
@@ -128,6 +129,7 @@ def test_no_secret_leaks_anywhere(tmp_path, home, plugin_installed):
         master_new = derive(NEW_PASSPHRASE.encode(), record_new.kdf)
         files = {p: p.read_bytes() for p in [db_path, Path(f"{db_path}-wal"), *home.rglob("*")] if p.is_file()}
         assert Path(f"{db_path}-wal") in files
+        assert any(p.suffix == ".tgb" for p in files), sorted(files)  # a backup was written and is scanned
     finally:
         for lg, level in saved:
             lg.removeHandler(handler)

@@ -151,6 +151,7 @@ class Runner:
         self.actor = f"bot:{self.bot_name}"
         self._stop = threading.Event()
         self._stop_reason = "completed"
+        self._backup_thread: threading.Thread | None = None
         self.run_id: int | None = None
         self.summary: RunSummary | None = None
 
@@ -195,14 +196,16 @@ class Runner:
                 self._heartbeat(summary)
                 self.echo(self._status_line(context))
                 if self.backup_every and time.monotonic() - last_backup >= self.backup_every.total_seconds():
-                    self._scheduled_backup()
-                    last_backup = time.monotonic()
+                    if self._start_backup():
+                        last_backup = time.monotonic()
                 if self.max_ticks is not None and summary.ticks >= self.max_ticks:
                     break
                 self._stop.wait(self.interval)
             summary.exit_reason = self._stop_reason
         finally:
             self._restore_signal_handlers(previous)
+            if self._backup_thread is not None:
+                self._backup_thread.join()
             self._finish(summary)
         return summary
 
@@ -302,8 +305,20 @@ class Runner:
         self.echo(f"{reason}: putting account {self.account} in REDUCING")
         self.engine.trading.reduce(self.account, reason=reason, source=self.actor)
 
+    def _start_backup(self) -> bool:
+        """Start a scheduled backup in a worker thread (unless one is still running).
+
+        The snapshot takes no lock that blocks orders; only its final record is
+        one short transaction, so trading goes on while the backup runs.
+        """
+        if self._backup_thread is not None and self._backup_thread.is_alive():
+            return False
+        self._backup_thread = threading.Thread(target=self._scheduled_backup, name="tradeguard-backup", daemon=True)
+        self._backup_thread.start()
+        return True
+
     def _scheduled_backup(self) -> None:
-        """Create a backup and keep the newest ``keep_backups`` (between ticks: trading pauses for one commit)."""
+        """Create a backup and keep the newest ``keep_backups``."""
         try:
             created = self.engine.backups.create(reason="scheduled")
             self.engine.backups.prune(keep_last=self.keep_backups)

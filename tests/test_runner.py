@@ -151,3 +151,18 @@ def test_demo_runs_in_a_throwaway_home(sqlite_cli):
     assert data["ticks"] == 120 and data["orders"] == data["fills"] > 0
     assert data["audit"].startswith("ok: ")
     assert Path(data["home"]).exists() and not Path(data["home"]).samefile(sqlite_cli.home)
+
+
+def test_scheduled_backups_run_beside_trading(tmp_path):
+    home = tmp_path / "home"
+    with Engine.open(f"sqlite:///{tmp_path / 'b.db'}", home=home, load_entrypoints=False,
+                     master_key="runner backup passphrase") as engine:
+        engine.accounts.add("bot", "paper", initial_capital="10000")
+        lines: list[str] = []
+        summary = Runner(engine, str(BOTS), "bot", interval=0.2, ticks=8, echo=lines.append,
+                         backup_every=timedelta(seconds=1), keep_backups=1).run()
+        assert summary.orders == 8
+        created = [line for line in lines if line.startswith("backup ") and line.endswith(" created")]
+        assert created, lines
+        listed = engine.backups.list()
+        assert len([b for b in listed if b.get("status", "ok") != "incomplete"]) == 1  # pruned to keep_backups

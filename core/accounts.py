@@ -14,6 +14,7 @@ from tradeguard.errors import NotFound, ValidationError
 from tradeguard.money import non_negative, plain, positive, to_decimal
 from tradeguard.service import Service, in_engine_db
 from tradeguard.orders.locking import write_transaction
+from tradeguard.storage import rows
 from tradeguard.storage.models import Account, AuditLog, Order, Trade
 from tradeguard.types import TradingMode
 
@@ -141,10 +142,9 @@ class Accounts(Service):
     @in_engine_db
     def get(self, name: str, *, include_archived: bool = False) -> Account:
         """The account named *name*; NotFound if there is none."""
-        query = Account.select().where(Account.name == name)
-        if not include_archived:
-            query = query.where(Account.archived_at.is_null())
-        account = query.first()
+        where = "name = {p}" if include_archived else "name = {p} AND archived_at IS NULL"
+        found = rows.select(Account, where, (Account.name.db_value(name),))  # pre-built SQL: read on every order
+        account = found[0] if found else None
         if account is None:
             raise NotFound(f"no account named {name!r}")
         return account

@@ -23,6 +23,7 @@ from tradeguard.money import plain
 from tradeguard.orders.ledger import CONTEXT
 from tradeguard.orders.locking import account_lock
 from tradeguard.service import Service, in_engine_db
+from tradeguard.storage import rows
 from tradeguard.storage.models import Account, EmergencyEvent, Order, Position, Setting, Trade
 from tradeguard.types import Side, TradingState
 
@@ -60,7 +61,7 @@ class Trading(Service):
     @in_engine_db
     def installation_state(self) -> TradingState:
         """The installation-wide state (ACTIVE when never set)."""
-        row = Setting.get_or_none(Setting.key == SETTING_KEY)
+        row = rows.get_or_none(Setting, SETTING_KEY)  # pre-built SQL: read on every order
         if row is None or not isinstance(row.value, dict):
             return TradingState.ACTIVE
         return TradingState(row.value.get("state", "ACTIVE"))

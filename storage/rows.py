@@ -60,6 +60,14 @@ def get(model: type[M], pk: Any) -> M:
     return from_row(model, row)
 
 
+def get_or_none(model: type[M], pk: Any) -> M | None:
+    """``model.get_or_none(model.id == pk)``."""
+    try:
+        return get(model, pk)
+    except model.DoesNotExist:
+        return None
+
+
 def save(instance: peewee.Model) -> int:
     """``instance.save()`` of a stored row: UPDATE every loaded column; returns the rows changed."""
     db = database.obj

@@ -4,6 +4,7 @@ processes sharing the database see one consistent book.
 
 Speed (the order hot path passes through here two or three times per order):
 
+- a pass that changed nothing (same `fingerprint`) writes nothing;
 - the parsed book is kept in memory with the exact text it was read from or
   written as; the next read compares the stored text with it and reuses the
   parsed book instead of decoding it again (another process's write changes
@@ -42,6 +43,16 @@ _UPDATE = "UPDATE plugin_state SET value = {0}, updated_at = {0} WHERE id = {0}"
 def encode(book: dict[str, Any]) -> str:
     """The stored text of a book (compact JSON, Decimals as exact strings)."""
     return json.dumps(book, separators=(",", ":"), default=_default, ensure_ascii=False)
+
+
+def fingerprint(book: dict[str, Any]) -> str:
+    """Everything in a book that can change without a new order or trade: all but the order and trade
+    lists, plus the open orders. Closed orders never change again and trades are only appended or
+    pruned (which moves ``next_order`` / ``next_trade``), so equal fingerprints mean an unchanged book."""
+    orders = book.get("orders", {})
+    live = {k: o for k, o in orders.items() if o.get("status") in ("OPEN", "PARTIALLY_FILLED")}
+    rest = {k: v for k, v in book.items() if k not in ("orders", "trades")}
+    return encode({"rest": rest, "live": live, "sizes": [len(orders), len(book.get("trades", ()))]})
 
 
 @contextlib.contextmanager
@@ -99,9 +110,11 @@ class BookStore:
             else:
                 value = json.loads(text)
             self._cache = None  # the block may change the book and then fail
+            before = fingerprint(value)
             yield value
-            after = encode(value)
-            if after != text:  # a read-only pass (nothing filled, price fixed) writes nothing
+            after = text
+            if fingerprint(value) != before:  # a read-only pass (nothing filled, price fixed) writes nothing
+                after = encode(value)
                 updated = PluginState.updated_at.db_value(utcnow())
                 db.execute_sql(_UPDATE.format(db.param), (after, updated, row_id))
             self._cache = (db, row_id, after, value)

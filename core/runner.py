@@ -195,6 +195,7 @@ class Runner:
                 summary.ticks += 1
                 self._heartbeat(summary)
                 self.echo(self._status_line(context))
+                self._prune_logs_if_due()
                 if self.backup_every and time.monotonic() - last_backup >= self.backup_every.total_seconds():
                     if self._start_backup():
                         last_backup = time.monotonic()
@@ -304,6 +305,18 @@ class Runner:
         reason = f"bot {self.bot_name} failed {failures} ticks in a row"
         self.echo(f"{reason}: putting account {self.account} in REDUCING")
         self.engine.trading.reduce(self.account, reason=reason, source=self.actor)
+
+    def _prune_logs_if_due(self) -> None:
+        """Apply the configured log retention once a day (sync logs, snapshots; never orders or audit)."""
+        from tradeguard.retention import prune_if_due
+
+        try:
+            result = prune_if_due(self.engine, actor=self.actor)
+        except TradeguardError as exc:
+            self.echo(f"warning: log retention failed: {exc}")
+            return
+        if result is not None and getattr(result, "total", 0):
+            self.echo(f"retention: pruned {result.total} old log rows")
 
     def _start_backup(self) -> bool:
         """Start a scheduled backup in a worker thread (unless one is still running).

@@ -36,6 +36,7 @@ from tradeguard.storage.fields import _default
 from tradeguard.storage.models import PluginState
 
 PLUGIN = "paper"
+LIVE = ("OPEN", "PARTIALLY_FILLED")
 _SELECT = "SELECT id, value FROM plugin_state WHERE plugin = {0} AND key = {0}"
 _UPDATE = "UPDATE plugin_state SET value = {0}, updated_at = {0} WHERE id = {0}"
 
@@ -45,12 +46,48 @@ def encode(book: dict[str, Any]) -> str:
     return json.dumps(book, separators=(",", ":"), default=_default, ensure_ascii=False)
 
 
+_dump = json.JSONEncoder(separators=(",", ":"), default=_default, ensure_ascii=False).encode
+
+
+class BookEncoder:
+    """`encode` of a book, reusing the JSON of closed orders and trades from the last call.
+
+    Closed orders never change again and trades are only appended, so their
+    text is kept (per object, holding the object so its id stays unique)
+    and only open orders and the small top-level fields are encoded anew:
+    the book's size no longer sets the venue's cost per order.
+    """
+
+    def __init__(self) -> None:
+        self._parts: dict[int, tuple[Any, str]] = {}
+
+    def __call__(self, book: dict[str, Any]) -> str:
+        if not isinstance(book.get("orders"), dict) or not isinstance(book.get("trades"), list):
+            return encode(book)
+        parts, kept = self._parts, {}
+
+        def frozen(obj: Any) -> str:
+            entry = parts.get(id(obj))
+            if entry is None or entry[0] is not obj:
+                entry = (obj, _dump(obj))
+            kept[id(obj)] = entry
+            return entry[1]
+
+        orders = ",".join(
+            f"{_dump(key)}:{frozen(order) if order.get('status') not in LIVE else _dump(order)}"
+            for key, order in book["orders"].items())
+        trades = ",".join(frozen(trade) for trade in book["trades"])
+        rest = ",".join(f"{_dump(k)}:{_dump(v)}" for k, v in book.items() if k not in ("orders", "trades"))
+        self._parts = kept
+        return f'{{{rest}{"," if rest else ""}"orders":{{{orders}}},"trades":[{trades}]}}'
+
+
 def fingerprint(book: dict[str, Any]) -> str:
     """Everything in a book that can change without a new order or trade: all but the order and trade
     lists, plus the open orders. Closed orders never change again and trades are only appended or
     pruned (which moves ``next_order`` / ``next_trade``), so equal fingerprints mean an unchanged book."""
     orders = book.get("orders", {})
-    live = {k: o for k, o in orders.items() if o.get("status") in ("OPEN", "PARTIALLY_FILLED")}
+    live = {k: o for k, o in orders.items() if o.get("status") in LIVE}
     rest = {k: v for k, v in book.items() if k not in ("orders", "trades")}
     return encode({"rest": rest, "live": live, "sizes": [len(orders), len(book.get("trades", ()))]})
 
@@ -86,6 +123,7 @@ class BookStore:
         self.initial = initial
         # (database, row id, stored text, parsed book): the last book read or written
         self._cache: tuple[Any, int, str, dict[str, Any]] | None = None
+        self._encode = BookEncoder()
 
     def _row(self, db: peewee.Database, lock: bool) -> tuple[int, str] | None:
         sql = _SELECT.format(db.param) + (" FOR UPDATE" if lock else "")
@@ -114,7 +152,7 @@ class BookStore:
             yield value
             after = text
             if fingerprint(value) != before:  # a read-only pass (nothing filled, price fixed) writes nothing
-                after = encode(value)
+                after = self._encode(value)
                 updated = PluginState.updated_at.db_value(utcnow())
                 db.execute_sql(_UPDATE.format(db.param), (after, updated, row_id))
             self._cache = (db, row_id, after, value)

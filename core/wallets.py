@@ -271,7 +271,8 @@ class Wallets(Service):
         if not target.parent.is_dir():
             raise ValidationError(f"directory {target.parent} does not exist")
         with account_lock(self.engine.db, [acct.id]):  # the decryption is audited
-            secrets = self.engine.vault.secrets_for(acct.name, purpose="wallet:export-keystore", actor=actor)
+            secrets = self.engine.vault.secrets_for(acct.name, purpose="wallet:export-keystore", actor=actor,
+                                                    fields=[KEY_FIELD])
         key = secrets.get(KEY_FIELD)
         if not key:
             raise ValidationError(f"account {acct.name!r} has no stored wallet key")

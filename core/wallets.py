@@ -60,11 +60,11 @@ from tradeguard.storage.models import (
     Trade,
 )
 from tradeguard.types import Receipt, Side, TradingState, TransferRequest, Verdict
+from tradeguard.plugins.evm.settings import KEY_FIELD
 from tradeguard.vault import crash_point
 
 log = logging.getLogger("tradeguard.wallets")
 
-KEY_FIELD = "wallet_private_key"
 TRANSFER_PREFIX = "wallet:"
 OPEN_STATES = ("signed", "pending")
 COUNTED_STATES = ("signed", "pending", "confirmed")

@@ -340,11 +340,12 @@ class Vault(Service):
         # decrypt first (a failure is recorded in its own transaction), then record every decryption
         values = {cred.field: self._decrypt(acct, cred, actor) for cred in creds}
         with write_transaction(self.engine.db):
+            # lock order: the account row first, the audit head last (as everywhere else)
+            if purpose == "adapter":
+                Account.update(credentials_last_used=utcnow()).where(Account.id == acct.id).execute()
             for cred in creds:
                 audit.append(actor, "credential.decrypt", f"account:{acct.name}",
                              {"field": cred.field, "purpose": purpose, "key_id": cred.key_id})
-            if purpose == "adapter":
-                Account.update(credentials_last_used=utcnow()).where(Account.id == acct.id).execute()
         return Secrets(acct.name, values)
 
     def provider_for(self, account: str | Account, *, actor: str = "engine") -> SecretProvider:

@@ -13,9 +13,16 @@ from tradeguard.hookspecs import hookimpl
 @hookimpl
 def register_wallets(register):
     """The ``evm`` wallet adapter and its account settings."""
-    from tradeguard.plugins.evm.wallet import SETTINGS, EvmWallet
+    from tradeguard.plugins.evm.settings import SETTINGS
 
-    register("evm", EvmWallet, settings=SETTINGS, chains="evm")
+    register("evm", make_wallet, settings=SETTINGS, chains="evm")
+
+
+def make_wallet(config):
+    """Build an `EvmWallet`; web3 is imported only when a wallet is used (keeps CLI start-up fast)."""
+    from tradeguard.plugins.evm.wallet import EvmWallet
+
+    return EvmWallet(config)
 
 
 @hookimpl

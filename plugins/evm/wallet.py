@@ -52,6 +52,7 @@ from tradeguard.plugins.evm.networks import (
     rpc_url_for,
     with_tokens,
 )
+from tradeguard.plugins.evm.settings import KEY_FIELD, SETTINGS  # noqa: F401  (re-exported)
 from tradeguard.types import Receipt, SettingSpec, TransferRequest
 
 log = logging.getLogger("tradeguard.plugins.evm")
@@ -59,25 +60,12 @@ log = logging.getLogger("tradeguard.plugins.evm")
 T = TypeVar("T")
 
 #: The vault field holding the account's private key.
-KEY_FIELD = "wallet_private_key"
 NATIVE_DECIMALS = 18
 ZERO_ADDRESS = "0x" + "0" * 40
 PLAIN_TRANSFER_GAS = 21_000
 #: Gas limit = estimate x this (except a plain 21,000 transfer), so a small state change does not run out of gas.
 GAS_MARGIN = Decimal("1.2")
 
-SETTINGS: tuple[SettingSpec, ...] = (
-    SettingSpec(KEY_FIELD, secret=True, required=True,
-                help="hex private key (set by `tradeguard wallet add`, stored encrypted)"),
-    SettingSpec("rpc_url", str, help="JSON-RPC endpoint; default $TRADEGUARD_RPC_<NETWORK>"),
-    SettingSpec("chain_id", int, help="custom network only: its chain id"),
-    SettingSpec("native_symbol", str, help="custom network only: symbol of the native coin (default ETH)"),
-    SettingSpec("tokens", str, default="", help="extra token symbols: SYM=0xADDRESS,SYM2=0xADDRESS"),
-    SettingSpec("allow_signing", bool, default=False,
-                help="allow signing arbitrary messages and EIP-712 typed data with this key"),
-    SettingSpec("receipt_timeout", int, default=120, help="seconds to wait for a transfer's receipt"),
-    SettingSpec("rpc_timeout", int, default=20, help="seconds per JSON-RPC request"),
-)
 
 ERC20_ABI: list[dict[str, Any]] = [
     {"type": "function", "name": "balanceOf", "stateMutability": "view",

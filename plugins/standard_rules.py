@@ -204,7 +204,7 @@ class OrderRateLimit(Rule):
 
     def check(self, request, context, settings):
         limit = int(settings.get("max_orders_per_minute", 60))
-        count = context.orders_since(60)
+        count = context.orders_since(60, cap=limit)  # the check needs no more than the limit
         metrics = {"orders_last_minute": count, "limit": limit}
         if count >= limit:
             return Decision.block(f"{count} orders in the last minute ≥ max_orders_per_minute {limit}", **metrics)

@@ -206,12 +206,15 @@ class RiskContext:
         """The loss today as a positive number (0 when in profit)."""
         return max(-self.daily_pnl, ZERO)
 
-    def orders_since(self, seconds: int) -> int:
-        """Orders created on this account in the last *seconds* (rejected ones excluded)."""
+    def orders_since(self, seconds: int, *, cap: int | None = None) -> int:
+        """Orders created on this account in the last *seconds* (rejected and imported ones excluded);
+        with *cap*, counting stops there (a limit check needs no more)."""
         since = utcnow() - dt.timedelta(seconds=seconds)
         db = database.obj
         sql = _RECENT.format(p=db.param, l=db.quote[0], r=db.quote[1])
-        params = (self.account.id, Order.created_at.db_value(since), OrderStatus.REJECTED.value, False)
+        params: tuple = (self.account.id, Order.created_at.db_value(since), OrderStatus.REJECTED.value, False)
+        if cap is not None:
+            sql = f"SELECT COUNT(*) FROM ({sql.replace('COUNT(*)', '1', 1)} LIMIT {int(cap)}) AS recent"
         return int(db.execute_sql(sql, params).fetchone()[0])
 
     def snapshot(self) -> dict[str, Any]:

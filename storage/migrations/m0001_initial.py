@@ -202,7 +202,8 @@ class Order(BaseModel):
     class Meta:
         indexes = (
             (("account", "status"), False),
-            (("account", "created_at"), False),
+            # covers the order-rate rule's count (orders of the last minute, not rejected, not imported)
+            (("account", "created_at", "status", "imported"), False),
             (("status",), False),
         )
 

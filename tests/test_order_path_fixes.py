@@ -61,3 +61,42 @@ def test_write_transaction_takes_the_sqlite_write_lock_at_begin(tmp_path):
     finally:
         other.close()
         db.close()
+
+
+def _daily_loss(order):
+    [rule] = [r for r in order.risk_details["rules"] if r["rule"] == "max_daily_loss"]
+    return Decimal(rule["metrics"]["daily_loss"])
+
+
+def test_daily_loss_follows_new_and_removed_trades(engine):
+    from tradeguard.storage.models import Position, Trade
+
+    paper_account(engine, "p", price="100", max_daily_loss="1000")
+    first = engine.place_order("p", "BTC/USDT", "buy", "1", actor="t")  # slippage and fee: a small loss
+    engine.place_order("p", "BTC/USDT", "sell", "1", actor="t")
+    third = engine.place_order("p", "BTC/USDT", "buy", "1", actor="t")  # checked while flat
+    with use_database(engine.db):
+        trades = list(Trade.select().order_by(Trade.id))
+    assert _daily_loss(first) == 0
+    # exactly what a full scan of today's trades gives: realized PnL minus quote fees
+    assert _daily_loss(third) == -(trades[1].realized_pnl - trades[0].fee - trades[1].fee) > 0
+    with use_database(engine.db):
+        Trade.delete().where(Trade.id == trades[1].id).execute()  # e.g. a retention job or a re-seed
+    fourth = engine.place_order("p", "BTC/USDT", "sell", "1", actor="t")
+    with use_database(engine.db):
+        assert Position.get().quantity == 0  # the fourth order closed the long 1 @ 100.05 it was checked against
+    unrealized_then = Decimal(100) - Decimal("100.05")
+    assert _daily_loss(fourth) == trades[0].fee + trades[2].fee - unrealized_then
+
+
+def test_order_rate_limit_blocks_at_the_limit(engine):
+    from tradeguard.errors import RiskRejected
+
+    paper_account(engine, "p", price="100")
+    engine.risk.set("p", "order_rate_limit", {"max_orders_per_minute": 3})
+    for _ in range(3):
+        engine.place_order("p", "BTC/USDT", "buy", "0.01", actor="t")
+    with pytest.raises(RiskRejected, match=r"3 orders in the last minute ≥ max_orders_per_minute 3"):
+        engine.place_order("p", "BTC/USDT", "buy", "0.01", actor="t")
+    engine.risk.set("p", "order_rate_limit", {"max_orders_per_minute": 10})
+    engine.place_order("p", "BTC/USDT", "buy", "0.01", actor="t")  # the rejected one does not count

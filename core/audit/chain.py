@@ -169,8 +169,26 @@ def append(actor: str, action: str, subject: str, payload: dict[str, Any] | None
         return _append(db, actor, action, subject, text)
 
 
-def _append(db: peewee.Database, actor: str, action: str, subject: str, text: str) -> AuditLog:
-    last_seq, prev = lock_head(db)
+def append_many(entries: list[tuple[str, str, str, dict[str, Any] | None]]) -> list[AuditLog]:
+    """Append several ``(actor, action, subject, payload)`` entries in order, inside the current
+    transaction, reading the head once (the head lock is held to the end of the transaction)."""
+    db = database.obj
+    if not db.in_transaction():
+        with write_transaction(db):
+            return append_many(entries)
+    out: list[AuditLog] = []
+    head = None
+    for actor, action, subject, payload in entries:
+        entry = _append(db, _clean(actor, "actor"), _clean(action, "action"), _clean(subject, "subject"),
+                        dumps(payload or {}), head=head)
+        head = (entry.seq, entry.hash)
+        out.append(entry)
+    return out
+
+
+def _append(db: peewee.Database, actor: str, action: str, subject: str, text: str,
+            head: tuple[int, str] | None = None) -> AuditLog:
+    last_seq, prev = head if head is not None else lock_head(db)
     seq = last_seq + 1
     ts = isoformat(utcnow())
     digest = entry_hash(seq, ts, actor, action, subject, text, prev)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import peewee
 
-from tradeguard import audit
+from tradeguard.audit.chain import append_many
 from tradeguard.storage import backend_of, write_transaction  # noqa: F401 (re-exported)
 from tradeguard.storage.models import Account
 
@@ -54,8 +54,8 @@ class AccountTransaction:
         self._after.append(callback)
 
     def _flush_audit(self) -> None:
-        for actor, action, subject, payload in self._audits:
-            audit.append(actor, action, subject, payload)
+        if self._audits:
+            append_many(self._audits)  # one head read for all of them
         self._audits.clear()
 
 

@@ -156,8 +156,16 @@ def two_transactions(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     intent = next((s, e) for s, e, sqls in transactions if any(q.startswith('INSERT INTO "order"') for q in sqls))
     fill = [(s, e) for s, e, sqls in transactions if any(q.startswith('INSERT INTO "trade"') for q in sqls)][-1]
     # markers go, and so do the venue book's durability relaxations: both baseline commits are durable
-    plain = lambda part: [item for item in part  # noqa: E731
-                          if _is_plain_sql(item[0]) and not item[0].startswith(RELAXED + ("PRAGMA synchronous",))]
+    def plain(part: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        out = []
+        for sql, params in part:
+            if not _is_plain_sql(sql) or sql.startswith("PRAGMA synchronous"):
+                continue
+            if sql.startswith(RELAXED[1]):  # "SET LOCAL synchronous_commit TO OFF; <statement>"
+                sql = sql.split(";", 1)[1].strip()
+            out.append((sql, params))
+        return out
+
     return (plain(items[: intent[0]]) + [BEGIN] + plain(items[intent[0]: intent[1]]) + [COMMIT]
             + [BEGIN] + plain(items[intent[1]: fill[1]]) + [COMMIT] + plain(items[fill[1]:]))
 

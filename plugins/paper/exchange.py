@@ -288,11 +288,16 @@ class PaperExchange:
     def fetch_ticker(self, symbol: str) -> Ticker:
         self._fail("before")
         self._known(symbol)
-        with self.store.book() as book:
-            if symbol not in book["prices"]:
-                self.feed.advance(symbol, book["feed"])
-            self._match(book)
-            last = self._price(book, symbol)
+        book = self.store.read()
+        if book is not None and symbol in book["prices"] and not any(
+                o["status"] in ("OPEN", "PARTIALLY_FILLED") for o in book["orders"].values()):
+            last = _d(book["prices"][symbol])  # a fixed price and nothing to match: the pass would change nothing
+        else:
+            with self.store.book() as book:
+                if symbol not in book["prices"]:
+                    self.feed.advance(symbol, book["feed"])
+                self._match(book)
+                last = self._price(book, symbol)
         step = self.load_markets()[symbol].price_step or Decimal("0.01")
         return Ticker(symbol, bid=last - step, ask=last + step, last=last, timestamp=utcnow())
 

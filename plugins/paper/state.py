@@ -93,26 +93,25 @@ def fingerprint(book: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def relaxed_transaction(db: peewee.Database) -> Iterator[None]:
+def relaxed_transaction(db: peewee.Database) -> Iterator[str]:
     """A write transaction whose own commit is not fsync'd (durable with the next durable commit);
-    inside an enclosing transaction, just part of it."""
+    inside an enclosing transaction, just part of it. Yields SQL to run first in the transaction
+    (PostgreSQL's ``SET LOCAL``, sent in the same round trip as the first statement), or ''."""
     if db.in_transaction():
         with write_transaction(db):
-            yield
+            yield ""
         return
     backend = backend_of(db)
     if backend == "sqlite":
         db.execute_sql("PRAGMA synchronous = NORMAL")
         try:
             with write_transaction(db):
-                yield
+                yield ""
         finally:
             db.execute_sql(f"PRAGMA synchronous = {SQLITE_PRAGMAS['synchronous'].upper()}")
         return
     with write_transaction(db):
-        if backend == "postgres":
-            db.execute_sql("SET LOCAL synchronous_commit TO OFF")
-        yield
+        yield "SET LOCAL synchronous_commit TO OFF; " if backend == "postgres" else ""
 
 
 class BookStore:
@@ -125,8 +124,8 @@ class BookStore:
         self._cache: tuple[Any, int, str, dict[str, Any]] | None = None
         self._encode = BookEncoder()
 
-    def _row(self, db: peewee.Database, lock: bool) -> tuple[int, str] | None:
-        sql = _SELECT.format(db.param) + (" FOR UPDATE" if lock else "")
+    def _row(self, db: peewee.Database, lock: bool, first: str = "") -> tuple[int, str] | None:
+        sql = first + _SELECT.format(db.param) + (" FOR UPDATE" if lock else "")
         row = db.execute_sql(sql, (PLUGIN, self.key)).fetchone()
         return None if row is None else (row[0], row[1])
 
@@ -135,8 +134,8 @@ class BookStore:
         """The book, locked for the block; changes are saved when the block ends without error."""
         db = database.obj
         lock = backend_of(db) != "sqlite"  # SQLite: the write transaction already holds the lock
-        with relaxed_transaction(db):
-            found = self._row(db, lock)
+        with relaxed_transaction(db) as first:
+            found = self._row(db, lock, first)
             if found is None:
                 query = PluginState.insert(plugin=PLUGIN, key=self.key, value=self.initial(), updated_at=utcnow())
                 (query.on_conflict_ignore() if lock else query).execute()
@@ -156,6 +155,21 @@ class BookStore:
                 updated = PluginState.updated_at.db_value(utcnow())
                 db.execute_sql(_UPDATE.format(db.param), (after, updated, row_id))
             self._cache = (db, row_id, after, value)
+
+    def read(self) -> dict[str, Any] | None:
+        """The stored book as last committed, without a transaction or lock (None if there is none).
+        Read only: the returned book may be the store's cached copy — never change it."""
+        db = database.obj
+        found = self._row(db, False)
+        if found is None:
+            return None
+        row_id, text = found
+        cache = self._cache
+        if cache is not None and cache[0] is db and cache[1] == row_id and cache[2] == text:
+            return cache[3]
+        value = json.loads(text)
+        self._cache = (db, row_id, text, value)
+        return value
 
     def peek(self) -> dict[str, Any] | None:
         """The stored book without locking (None if it does not exist yet)."""

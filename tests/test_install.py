@@ -124,6 +124,12 @@ def test_init_and_migrate(installed: Installation, fresh_home: Path) -> None:
     assert json.loads(status.stdout)
 
 
+def test_demo_runs_from_the_installed_wheel(installed: Installation, fresh_home: Path) -> None:
+    result = checked(tradeguard(installed, fresh_home, "demo", "--ticks", "5", "--json"))
+    data = json.loads(result.stdout)
+    assert data["ticks"] == 5 and data["audit"].startswith("ok: ")
+
+
 # -- the example third-party plugin --------------------------------------------------------------
 
 

@@ -68,14 +68,22 @@ def get_or_none(model: type[M], pk: Any) -> M | None:
         return None
 
 
-def save(instance: peewee.Model) -> int:
-    """``instance.save()`` of a stored row: UPDATE every loaded column; returns the rows changed."""
+def save(instance: peewee.Model, *, only_dirty: bool = False) -> int:
+    """``instance.save()`` of a stored row: UPDATE every loaded column; returns the rows changed.
+
+    *only_dirty*: only the columns assigned since the row was read (``instance.x = …``; a value
+    changed in place, e.g. a key of a JSON dict, is not seen) — nothing at all if none was.
+    """
     db = database.obj
     model = type(instance)
     meta = model._meta
     pk_field = meta.primary_key
     data = instance.__data__
-    fields = tuple(f for f in meta.sorted_fields if f is not pk_field and f.name in data)
+    dirty = instance._dirty
+    fields = tuple(f for f in meta.sorted_fields
+                   if f is not pk_field and f.name in data and (not only_dirty or f.name in dirty))
+    if not fields:
+        return 0
 
     def build() -> str:
         sets = ", ".join(f"{_q(db, f.column_name)} = {db.param}" for f in fields)

@@ -124,7 +124,7 @@ def apply_fill(account: Account, order: Order | None, fill: Fill, *, imported: b
             elif fee_currency == base:
                 position.quantity = position.quantity - fill.fee
         account.current_cash = account.current_cash + cash_delta
-        rows.save(position)
+        rows.save(position, only_dirty=True)
         trade = rows.create(
             Trade, account=account.id, order=order.id if order is not None else None, exchange_trade_id=fill.trade_id,
             exchange_timestamp=fill.timestamp, symbol=fill.symbol, side=fill.side, price=fill.price,

@@ -297,7 +297,7 @@ class Orders(Service):
             )
             if asset == account.quote_currency and amount:
                 account.frozen_cash = account.frozen_cash + amount
-                rows.save(account)
+                rows.save(account, only_dirty=True)
             self._record_event(tx, order, None, status, actor, {"risk": assessment.verdict.value}, account.name)
             action = {S.REJECTED: "order_rejected", S.PENDING_CONFIRMATION: "confirmation_requested"}.get(status, "none")
             self.engine.risk.record(context, assessment, order, action=action, result=status.value)
@@ -438,8 +438,8 @@ class Orders(Service):
                 if order.parent_id and new_status is S.FILLED:
                     follow_up += [("cancel", sibling.id) for sibling in _siblings(order)]
             order.updated_at = utcnow()
-            rows.save(order)
-            rows.save(account)
+            rows.save(order, only_dirty=True)  # every change above is an assignment
+            rows.save(account, only_dirty=True)
         for action, child_id in follow_up:
             try:
                 if action == "submit":

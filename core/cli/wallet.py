@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def _secret(what: str, *, use_stdin: bool, env_var: str | None, confirm: bool = 
             raise ValidationError(f"environment variable {env_var} is not set or empty")
         return value.strip()
     if use_stdin:
-        value = click.get_text_stream("stdin").readline()
+        value = sys.stdin.readline()
         if not value.strip():
             raise ValidationError(f"no {what} on stdin")
         return value.strip()
@@ -275,14 +276,14 @@ def wallet_sign(state: CliState, account: str, message: str | None, message_stdi
         raise ValidationError("give exactly one of --message, --message-stdin or --typed-data")
     engine = unlocked_engine(state)
     if typed_data:
-        text = click.get_text_stream("stdin").read() if typed_data == "-" else _read_text(typed_data)
+        text = sys.stdin.read() if typed_data == "-" else _read_text(typed_data)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValidationError(f"typed data is not JSON: {exc.msg} (line {exc.lineno})") from None
         result = engine.wallets.sign_typed_data(account, data, actor=ACTOR)
     else:
-        text = click.get_text_stream("stdin").read().removesuffix("\n") if message_stdin else message
+        text = sys.stdin.read().removesuffix("\n") if message_stdin else message
         result = engine.wallets.sign_message(account, text or "", actor=ACTOR)
     if state.json:
         emit_json(result)

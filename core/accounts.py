@@ -6,16 +6,15 @@ import re
 from decimal import Decimal
 from typing import Any, Mapping
 
-import peewee
 
 from tradeguard import audit
 from tradeguard.clock import utcnow
 from tradeguard.errors import NotFound, ValidationError
-from tradeguard.money import non_negative, plain, positive, to_decimal
+from tradeguard.money import non_negative, plain, positive
 from tradeguard.service import Service, in_engine_db
 from tradeguard.orders.locking import write_transaction
 from tradeguard.storage import rows
-from tradeguard.storage.models import Account, AuditLog, Order, Trade
+from tradeguard.storage.models import Account, Order, Trade
 from tradeguard.types import TradingMode
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -24,16 +24,16 @@ import socket
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from tradeguard import audit
 from tradeguard.clock import utcnow
 from tradeguard.errors import OrderNotSent, TradeguardError, ValidationError
-from tradeguard.service import Service, in_engine_db
+from tradeguard.service import in_engine_db
 from tradeguard.storage.models import Account, BotRun, Position, RunnerLease
 
 log = logging.getLogger("tradeguard.runner")

@@ -9,7 +9,6 @@ from typing import Any
 from tradeguard import audit
 from tradeguard.clock import utcnow
 from tradeguard.errors import ValidationError
-from tradeguard.service import in_engine_db
 from tradeguard.storage import use_database
 from tradeguard.storage.models import ALL_MODELS, Account, Order, Position, SchemaVersion, Setting, Trade, VaultKey
 from tradeguard.types import OrderStatus, OrderType, Side

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from tradeguard.clock import isoformat, utcnow
-from tradeguard.errors import NotFound, TradeguardError, ValidationError
+from tradeguard.errors import TradeguardError, ValidationError
 from tradeguard.money import plain
 from tradeguard.orders.ledger import CONTEXT
 from tradeguard.orders.locking import account_lock

@@ -41,7 +41,6 @@ from tradeguard.adapters import DEFAULT_WALLET, validate_settings
 from tradeguard.clock import utcnow
 from tradeguard.errors import (
     EmergencyStopActive,
-    NotFound,
     RiskRejected,
     TradeguardError,
     ValidationError,

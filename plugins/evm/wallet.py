@@ -52,8 +52,8 @@ from tradeguard.plugins.evm.networks import (
     rpc_url_for,
     with_tokens,
 )
-from tradeguard.plugins.evm.settings import KEY_FIELD, SETTINGS  # noqa: F401  (re-exported)
-from tradeguard.types import Receipt, SettingSpec, TransferRequest
+from tradeguard.plugins.evm.settings import KEY_FIELD, SETTINGS  # noqa: F401  (SETTINGS re-exported)
+from tradeguard.types import Receipt, TransferRequest
 
 log = logging.getLogger("tradeguard.plugins.evm")
 

@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 import uuid
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse

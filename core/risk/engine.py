@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from tradeguard.adapters import validate_settings
 from tradeguard.money import plain

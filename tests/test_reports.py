@@ -331,3 +331,16 @@ def test_cli_mark_to_market_values_positions_at_the_venue_price(sqlite_cli):
     assert D(marked["unrealized_pnl"]) == (D(130) - cost) * 2
     bad = sqlite_cli("report", "--all", "--mark-to-market")
     assert bad.exit_code == 2 and "--mark-to-market" in bad.stderr
+
+
+def test_wallet_transfers_are_not_counted_as_fills(engine):
+    from tradeguard.storage.models import Trade
+
+    account = round_trip(engine)
+    with use_database(engine.db):  # an on-chain transfer row, as the wallet service records it
+        Trade.create(account=account.id, exchange_trade_id="wallet:0xabc", exchange_timestamp=at(2, 9), symbol="ETH",
+                     side="sell", price=D("0"), quantity=D("0.5"), tx_hash="0x" + "ab" * 32,
+                     settlement_status="confirmed")
+    s = engine.reports.report("main").summary
+    assert (s["trades"], s["sells"], s["volume"]) == (4, 2, D("425"))
+    assert engine.reports.replay("main").ok

@@ -62,7 +62,9 @@ def fill_rows() -> peewee.ModelSelect:
     return (Trade.select(Trade.id, Trade.exchange_trade_id, Trade.exchange_timestamp, Trade.symbol, Trade.side,
                          Trade.price, Trade.quantity, Trade.fee, Trade.fee_currency, Trade.realized_pnl,
                          Order.market.alias("order_market"))
-            .join(Order, peewee.JOIN.LEFT_OUTER).namedtuples())
+            .join(Order, peewee.JOIN.LEFT_OUTER)
+            .where(Trade.tx_hash.is_null())  # on-chain wallet transfers are cash movements, not fills
+            .namedtuples())
 
 
 def _fills(account: Account, until: datetime | None) -> Iterator[tuple]:

@@ -34,10 +34,15 @@ class DemoResult:
             f"  ticks            {self.ticks}",
             f"  orders           {self.orders} ({self.refused} refused by the guard)",
             f"  fills            {self.fills}",
-            f"  realized PnL     {plain(self.realized_pnl)} USDT (fees {plain(self.fees)})",
+            f"  realized PnL     {_cents(self.realized_pnl)} USDT (fees {_cents(self.fees)})",
             f"  risk rejections  {self.risk_rejections}",
             f"  audit            {self.audit}",
         ]
+
+
+def _cents(value: Decimal) -> str:
+    """Money for a summary line: rounded to 0.0001 (the JSON output keeps the exact figure)."""
+    return plain(value.quantize(Decimal("0.0001")))
 
 
 def run_demo(ticks: int = 300, home: str | None = None, echo: Callable[[str], None] = print,

@@ -50,8 +50,9 @@ def seed_development(engine: Any, force: bool = False) -> dict[str, Any]:
                                  filled_quantity=qty, average_fill_price=price, status=OrderStatus.FILLED,
                                  fee=fee, fee_currency="USDT", created_by="seed", created_at=at, updated_at=at,
                                  submitted_at=at, filled_at=at, reason="development seed")
-            pnl = (price - _HISTORY[0][3]) * qty - fee if side is Side.SELL else -fee
-            realized += pnl if side is Side.SELL else Decimal(0)
+            # realized PnL before fees, as the order path books it (fees are reported beside it)
+            pnl = (price - _HISTORY[0][3]) * qty if side is Side.SELL else Decimal(0)
+            realized += pnl
             Trade.create(account=account, order=order, exchange_trade_id=f"t-{client_id}", exchange_timestamp=at,
                          symbol="BTC/USDT", side=side, price=price, quantity=qty, fee=fee, fee_currency="USDT",
                          fee_rate=Decimal("0.001"), usd_value=qty * price,

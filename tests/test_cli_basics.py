@@ -118,3 +118,9 @@ def test_real_subprocess_exit_codes_and_stderr(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip() == "error: an account named 's' already exists"
     assert oct((tmp_path / "h").stat().st_mode & 0o777) == "0o700"
     assert oct((tmp_path / "h" / "tradeguard.db").stat().st_mode & 0o777) == "0o600"
+
+
+def test_seed_books_agree_with_replay(cli):
+    cli.json("db", "seed")
+    result = cli("replay", "paper-demo")
+    assert result.exit_code == 0, result.output

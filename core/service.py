@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from tradeguard.storage import use_database
+from tradeguard.storage import current_database, use_database
 
 if TYPE_CHECKING:
     from tradeguard.engine import Engine
@@ -21,6 +21,8 @@ def in_engine_db(method: F) -> F:
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         engine = getattr(self, "engine", self)
         engine._check_open()
+        if current_database() is engine.db:  # a nested call: already pointed at this Engine's database
+            return method(self, *args, **kwargs)
         with use_database(engine.db):
             return method(self, *args, **kwargs)
 

@@ -65,6 +65,11 @@ def write_transaction(db: peewee.Database) -> Iterator[None]:
             yield
 
 
+def current_database() -> peewee.Database | None:
+    """The database `use_database` points the models at in this context (None outside any block)."""
+    return _current.get()
+
+
 @contextlib.contextmanager
 def use_database(db: peewee.Database) -> Iterator[peewee.Database]:
     """Make *db* the target of every model query inside the block."""
@@ -254,6 +259,7 @@ __all__ = [
     "BaseModel",
     "ContextDatabaseProxy",
     "backend_of",
+    "current_database",
     "connect",
     "database",
     "redact_url",

@@ -72,6 +72,8 @@ class DecimalField(peewee.Field):
     def python_value(self, value: Any) -> Decimal | None:
         if value is None:
             return None
+        if type(value) is str:  # SQLite's canonical text
+            return Decimal(value)
         if isinstance(value, Decimal):
             return value
         if isinstance(value, float):  # never expected: the column types keep text or NUMERIC
@@ -116,6 +118,7 @@ class EnumField(peewee.CharField):
         kwargs.setdefault("max_length", max(len(v) for v in values))
         super().__init__(**kwargs)
         self._values = values
+        self._members = {member.value: member for member in enum_class}
 
     def bind(self, model, name, set_attribute=True):  # type: ignore[override]
         super().bind(model, name, set_attribute)
@@ -132,7 +135,10 @@ class EnumField(peewee.CharField):
         return self.enum_class(value).value
 
     def python_value(self, value: Any) -> Any:
-        return None if value is None else self.enum_class(value)
+        if value is None:
+            return None
+        member = self._members.get(value)
+        return member if member is not None else self.enum_class(value)
 
 
 class JSONField(peewee.TextField):

@@ -43,10 +43,33 @@ def _select_sql(db: peewee.Database, model: type[peewee.Model]) -> str:
             f"WHERE {_q(db, meta.primary_key.column_name)} = {db.param}")
 
 
+def _converter(field: peewee.Field) -> Any:
+    """The field's ``python_value``, or None where the drivers already return the Python value
+    (integers, foreign keys to them and text: sqlite3, psycopg2 and pymysql give int and str)."""
+    if isinstance(field, peewee.ForeignKeyField):
+        return _converter(field.rel_field)
+    plain_value = type(field).python_value is peewee.Field.python_value
+    if plain_value and isinstance(field, (peewee.IntegerField, peewee.CharField, peewee.TextField)):
+        return None
+    return field.python_value
+
+
+_plans: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
+def _plan(model: type[peewee.Model]) -> tuple[tuple[str, Any], ...]:
+    plan = _plans.get(model)
+    if plan is None:
+        plan = tuple((f.name, _converter(f)) for f in model._meta.sorted_fields)
+        _plans[model] = plan
+    return plan
+
+
 def from_row(model: type[M], row: tuple) -> M:
     """A model instance from a row of every column in ``sorted_fields`` order (not dirty)."""
     instance = model(__no_default__=1)
-    instance.__data__ = {f.name: f.python_value(v) for f, v in zip(model._meta.sorted_fields, row)}
+    instance.__data__ = {name: value if convert is None or value is None else convert(value)
+                         for (name, convert), value in zip(_plan(model), row)}
     return instance
 
 

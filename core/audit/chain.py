@@ -172,22 +172,35 @@ def append(actor: str, action: str, subject: str, payload: dict[str, Any] | None
 def append_many(entries: list[tuple[str, str, str, dict[str, Any] | None]]) -> list[AuditLog]:
     """Append several ``(actor, action, subject, payload)`` entries in order, inside the current
     transaction, reading the head once (the head lock is held to the end of the transaction)."""
+    return [AuditLog(**dict(zip(_COLUMNS, values))) for values in append_entries(entries)]
+
+
+def append_entries(entries: list[tuple[str, str, str, dict[str, Any] | None]]) -> list[tuple]:
+    """`append_many` returning each entry's stored column values (no model objects: the order hot path)."""
     db = database.obj
     if not db.in_transaction():
         with write_transaction(db):
-            return append_many(entries)
-    out: list[AuditLog] = []
+            return append_entries(entries)
+    out: list[tuple] = []
     head = None
     for actor, action, subject, payload in entries:
-        entry = _append(db, _clean(actor, "actor"), _clean(action, "action"), _clean(subject, "subject"),
-                        dumps(payload or {}), head=head)
-        head = (entry.seq, entry.hash)
-        out.append(entry)
+        values = _append_values(db, _clean(actor, "actor"), _clean(action, "action"), _clean(subject, "subject"),
+                                dumps(payload or {}), head=head)
+        head = (values[0], values[7])
+        out.append(values)
     return out
+
+
+_COLUMNS = ("seq", "ts", "actor", "action", "subject", "payload", "prev_hash", "hash", "seal", "key_id")
 
 
 def _append(db: peewee.Database, actor: str, action: str, subject: str, text: str,
             head: tuple[int, str] | None = None) -> AuditLog:
+    return AuditLog(**dict(zip(_COLUMNS, _append_values(db, actor, action, subject, text, head))))
+
+
+def _append_values(db: peewee.Database, actor: str, action: str, subject: str, text: str,
+                   head: tuple[int, str] | None = None) -> tuple:
     last_seq, prev = head if head is not None else lock_head(db)
     seq = last_seq + 1
     ts = isoformat(utcnow())
@@ -197,5 +210,4 @@ def _append(db: peewee.Database, actor: str, action: str, subject: str, text: st
     values = (seq, ts, actor, action, subject, text, prev, digest, seal, key_id)
     # raw SQL: building the INSERT through the model costs ten times the hashing
     db.execute_sql(_INSERT.format(db.param), values)
-    return AuditLog(seq=seq, ts=ts, actor=actor, action=action, subject=subject, payload=text, prev_hash=prev,
-                    hash=digest, seal=seal, key_id=key_id)
+    return values

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import peewee
 
-from tradeguard.audit.chain import append_many
+from tradeguard.audit.chain import append_entries
 from tradeguard.storage import backend_of, write_transaction  # noqa: F401 (re-exported)
 from tradeguard.storage.models import Account
 
@@ -55,7 +55,7 @@ class AccountTransaction:
 
     def _flush_audit(self) -> None:
         if self._audits:
-            append_many(self._audits)  # one head read for all of them
+            append_entries(self._audits)  # one head read for all of them; no model objects
         self._audits.clear()
 
 

@@ -379,7 +379,7 @@ class Orders(Service):
             except CredentialsError as exc:
                 self._set_status(order.id, S.FAILED, actor, {}, error=("credentials", str(exc)))
                 raise
-        return self.apply_venue_order(order.id, venue_order, actor=actor, adapter=adapter)
+        return self.apply_venue_order(order.id, venue_order, actor=actor, adapter=adapter, _read=order)
 
     def _lookup_after_unknown(self, adapter: Any, order: Order, first: VenueUnavailable) -> VenueOrder | None:
         """After an unknown outcome: did the order arrive? Retries the lookup; raises if it stays unknown."""
@@ -405,9 +405,11 @@ class Orders(Service):
 
     @in_engine_db
     def apply_venue_order(self, order_id: int, venue_order: VenueOrder, *, actor: str = "venue",
-                          adapter: Any = None) -> Order:
+                          adapter: Any = None, _read: Order | None = None) -> Order:
         """Bring an order up to date with the venue's view: fills, status, ids; create or cancel SL/TP children."""
-        order = rows.get(Order, order_id)
+        # outside the lock only to decide whether trades must be fetched (submit passes the row it just read);
+        # the row is read again under the lock below
+        order = _read if _read is not None and _read.id == order_id else rows.get(Order, order_id)
         fills = list(venue_order.fills)
         if venue_order.filled > order.filled_quantity and sum((f.quantity for f in fills), Decimal(0)) < venue_order.filled:
             fills = self._missing_fills(order, venue_order, fills, adapter)
@@ -448,7 +450,8 @@ class Orders(Service):
                     self.cancel(child_id, actor="system", reason="OCO: the other protective order filled")
             except TradeguardError as exc:
                 log.error("protective order %s: %s failed: %s", child_id, action, exc)
-        return rows.get(Order, order_id)
+        # without follow-ups nothing else touched the row since the commit: it is what was just saved
+        return rows.get(Order, order_id) if follow_up else order
 
     def _missing_fills(self, order: Order, venue_order: VenueOrder, fills: list[Fill], adapter: Any) -> list[Fill]:
         """The venue reported fills without trade details: fetch them, or synthesize the difference."""

@@ -21,7 +21,7 @@ from tradeguard.adapters import validate_settings
 from tradeguard.money import plain
 from tradeguard.plugin_manager import Registration
 from tradeguard.risk.context import MissingData, RiskContext
-from tradeguard.storage import rows
+from tradeguard.storage import database, rows
 from tradeguard.storage.models import Account, Order, RiskLog, RiskRuleConfig
 from tradeguard.types import Decision, SettingSpec, Severity, Verdict
 
@@ -30,6 +30,7 @@ log = logging.getLogger("tradeguard.risk")
 #: A rule slower than this (seconds) is treated as failed: the order is blocked.
 RULE_TIMEOUT = 2.0
 BUILTIN_RULE_PLUGIN = "standard_rules"
+_CONFIG_SQL = "SELECT rule, enabled, settings FROM risk_rule_config WHERE account_id = {0}"
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,9 @@ class RiskEngine:
 
     def __init__(self, engine: Any):
         self.engine = engine
+        # account id -> (registrations, stored config rows, states): `evaluate` reuses the validated
+        # settings while neither the registered rules nor the account's stored configuration changed
+        self._evaluated: dict[int, tuple[tuple[Registration, ...], list[tuple], list[RuleState]]] = {}
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -134,8 +138,27 @@ class RiskEngine:
     def states(self, account: Account) -> list[RuleState]:
         """Every registered rule with its switch and settings for *account* (one query)."""
         configs = {c.rule: c for c in rows.select(RiskRuleConfig, "account_id = {p}", (account.id,))}
+        return self._build_states(self._registrations(), configs)
+
+    def _states_for_check(self, account: Account) -> list[RuleState]:
+        """`states`, validated once per stored configuration: the check path reads only the raw
+        config rows and reuses the states built from identical rows (rules must not change settings)."""
+        registrations = tuple(self._registrations())
+        db = database.obj
+        raw = db.execute_sql(_CONFIG_SQL.format(db.param), (account.id,)).fetchall()
+        raw = sorted((rule, bool(enabled), settings) for rule, enabled, settings in raw)
+        cached = self._evaluated.get(account.id)
+        if cached is not None and cached[1] == raw and len(cached[0]) == len(registrations) \
+                and all(a is b for a, b in zip(cached[0], registrations)):
+            return cached[2]
+        configs = {c.rule: c for c in rows.select(RiskRuleConfig, "account_id = {p}", (account.id,))}
+        states = self._build_states(registrations, configs)
+        self._evaluated[account.id] = (registrations, raw, states)
+        return states
+
+    def _build_states(self, registrations: Any, configs: dict[str, RiskRuleConfig]) -> list[RuleState]:
         out = []
-        for registration in self._registrations():
+        for registration in registrations:
             config = configs.get(registration.name)
             specs = self._specs(registration)
             mandatory = self._mandatory(registration)
@@ -154,7 +177,7 @@ class RiskEngine:
     def evaluate(self, context: RiskContext, *, skip_confirmation: bool = False) -> Assessment:
         """Run every enabled rule for *context* (inside the account lock)."""
         assessment = Assessment()
-        for state in self.states(context.account):
+        for state in self._states_for_check(context.account):
             if not state.enabled:
                 continue
             decision = self._run(state, context)

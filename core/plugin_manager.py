@@ -363,6 +363,11 @@ class PluginManager:
 
     # -- events ----------------------------------------------------------------------------
 
+    def listens(self, hook_name: str) -> bool:
+        """Whether any plugin implements the event hook *hook_name* (callers skip building its arguments if not)."""
+        hook = getattr(self.pm.hook, hook_name, None)
+        return hook is not None and bool(hook.get_hookimpls())
+
     def fire(self, hook_name: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
         """Call an event hook's implementations one by one; a failing one is logged, never raised.
 

@@ -20,6 +20,7 @@ from tradeguard.storage import backend_of, database
 M = TypeVar("M", bound=peewee.Model)
 
 _sql: dict[tuple, str] = {}
+_inserts: dict[tuple, tuple[str, tuple[tuple[str, Any], ...]]] = {}  # key -> (INSERT, (field name, db_value))
 _lock = threading.Lock()
 
 
@@ -127,17 +128,20 @@ def create(model: type[M], **values: Any) -> M:
     meta = model._meta
     pk_field = meta.primary_key
     data = instance.__data__
-    fields = tuple(f for f in meta.sorted_fields if f.name in data and not (f is pk_field and data[f.name] is None))
     postgres = backend_of(db) == "postgres"
-
-    def build() -> str:
+    key = ("create", model, tuple(data), data.get(pk_field.name) is None, db.param, db.quote, postgres)
+    plan = _inserts.get(key)
+    if plan is None:
+        fields = tuple(f for f in meta.sorted_fields if f.name in data and not (f is pk_field and data[f.name] is None))
         columns = ", ".join(_q(db, f.column_name) for f in fields)
         marks = ", ".join([db.param] * len(fields))
         returning = f" RETURNING {_q(db, pk_field.column_name)}" if postgres else ""
-        return f"INSERT INTO {_q(db, meta.table_name)} ({columns}) VALUES ({marks}){returning}"
-
-    sql = _cached(("create", model, tuple(f.name for f in fields), db.param, db.quote, postgres), build)
-    cursor = db.execute_sql(sql, [f.db_value(data[f.name]) for f in fields])
+        plan = (f"INSERT INTO {_q(db, meta.table_name)} ({columns}) VALUES ({marks}){returning}",
+                tuple((f.name, f.db_value) for f in fields))
+        with _lock:
+            _inserts[key] = plan
+    sql, converters = plan
+    cursor = db.execute_sql(sql, [convert(data[name]) for name, convert in converters])
     if data.get(pk_field.name) is None:
         data[pk_field.name] = cursor.fetchone()[0] if postgres else cursor.lastrowid
     instance._dirty.clear()

@@ -509,6 +509,8 @@ class Orders(Service):
                       detail: dict[str, Any], account_name: str) -> None:
         rows.create(OrderEvent, order=order.id, old_status=old.value if old else None, new_status=new.value,
                     actor=actor, detail=detail)
+        if not self.engine.plugins.listens("on_order_state_changed"):
+            return
         snapshot = order_dict(order, account_name)
         tx.after_commit(lambda: self.engine.plugins.fire(
             "on_order_state_changed", order=snapshot, old_status=old.value if old else None, new_status=new.value))

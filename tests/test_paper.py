@@ -220,3 +220,159 @@ def test_paper_account_on_a_real_venue_uses_real_prices_and_simulated_fills(tmp_
         assert order.average_fill_price == Decimal("200") * Decimal("1.0005")  # its price, paper slippage
         assert FakeRealVenue.created == []
         assert engine.accounts.get("dry").current_cash < Decimal("10000")
+
+
+# -- storage: a small book row, closed orders archived in rows of their own ----------------------
+
+from tradeguard.plugins.paper import state as paper_state  # noqa: E402
+from tradeguard.plugins.paper.exchange import KEEP_CLOSED_ORDERS  # noqa: E402
+from tradeguard.storage.models import PluginState  # noqa: E402
+
+
+def book_row(engine, key="account:acct"):
+    """The stored text and update time of a book row."""
+    sql = f"SELECT value, updated_at FROM plugin_state WHERE plugin = 'paper' AND key = {engine.db.param}"
+    return tuple(engine.db.execute_sql(sql, (key,)).fetchone())
+
+
+def archived_keys(key="account:acct"):
+    return [row.key for row in PluginState.select(PluginState.key).where(
+        (PluginState.plugin == "paper") & PluginState.key.startswith(f"{key}/order/")).order_by(PluginState.id)]
+
+
+def round_trips(paper, count, start=0):
+    """*count* filled market orders (buy, sell, buy …) with client ids c00000, c00001 …; their results."""
+    return [paper.create_order(req("buy" if i % 2 == 0 else "sell", "1"), f"c{i:05d}")
+            for i in range(start, start + count)]
+
+
+def test_a_closed_order_is_found_by_exchange_and_client_id_after_it_left_the_book(engine, paper):
+    filled = paper.create_order(req("buy", "1"), "c1")
+    canceled = paper.create_order(req("buy", "1", "limit", "50"), "c2")
+    paper.cancel_order("BTC/USDT", canceled.exchange_order_id, None)
+    assert paper.store.peek()["orders"] == {}  # both closed: archived, out of the book row
+    assert archived_keys() == [f"account:acct/order/{filled.exchange_order_id}",
+                               f"account:acct/order/{canceled.exchange_order_id}"]
+    for venue_ in (paper, venue(engine)):  # the same adapter, and a restarted bot
+        by_id = venue_.fetch_order("BTC/USDT", filled.exchange_order_id)
+        assert by_id.status.value == "FILLED" and by_id.client_order_id == "c1"
+        assert by_id.fills == filled.fills and by_id.average_price == Decimal("100.05")
+        by_client = venue_.fetch_order_by_client_id("BTC/USDT", "c2")
+        assert by_client.status.value == "CANCELED" and by_client.exchange_order_id == canceled.exchange_order_id
+        with pytest.raises(VenueRejected) as info:
+            venue_.cancel_order("BTC/USDT", None, "c2")
+        assert info.value.code == "order_closed"
+    assert paper.fetch_order_by_client_id("BTC/USDT", "never") is None
+    with pytest.raises(VenueRejected, match="unknown order"):
+        paper.fetch_order("BTC/USDT", "nope-1")
+
+
+def test_a_recently_closed_client_order_id_is_refused_as_duplicate(paper):
+    paper.create_order(req("buy", "1"), "c1")
+    assert paper.store.peek()["orders"] == {}
+    with pytest.raises(VenueRejected) as info:
+        paper.create_order(req("buy", "1"), "c1")
+    assert info.value.code == "duplicate_client_order_id"
+    assert paper.sent == ["c1"]
+
+
+def test_fetch_my_trades_after_many_orders_returns_the_newest_trades_in_order(engine, monkeypatch):
+    with use_database(engine.db):
+        paper = venue(engine, liquidity="150")
+        placed = round_trips(paper, KEEP_CLOSED_ORDERS + 20)
+        partial = paper.create_order(req("buy", "3", "limit", "100"), "partial")  # 150 USDT a pass
+        paper.set_price("BTC/USDT", "101")  # no longer crosses: stays PARTIALLY_FILLED, in the book
+        assert partial.status.value == "PARTIALLY_FILLED" and len(partial.fills) == 1
+        expected = [f.trade_id for order in placed for f in order.fills] + [partial.fills[0].trade_id]
+        trades = paper.fetch_my_trades()
+        assert [t.trade_id for t in trades] == expected
+        assert [t.client_order_id for t in trades[:3]] == ["c00000", "c00001", "c00002"]
+        assert trades[-1].client_order_id == "partial" and trades[-1].exchange_order_id == partial.exchange_order_id
+        assert [t.trade_id for t in venue(engine, liquidity="150").fetch_my_trades("BTC/USDT")] == expected
+        assert paper.fetch_my_trades("ETH/USDT") == []
+        assert paper.fetch_my_trades(since=trades[-1].timestamp)[-1].trade_id == expected[-1]
+        monkeypatch.setattr("tradeguard.plugins.paper.exchange.KEEP_TRADES", 25)
+        assert [t.trade_id for t in paper.fetch_my_trades()] == expected[-25:]
+
+
+def test_the_archive_stays_bounded(engine, paper, monkeypatch):
+    monkeypatch.setattr(paper_state, "KEEP_ARCHIVED_ORDERS", 20)
+    monkeypatch.setattr(paper_state, "PRUNE_EVERY", 5)
+    placed = round_trips(paper, 63)
+    kept = archived_keys()
+    assert 20 <= len(kept) < 25
+    assert kept[-1] == f"account:acct/order/{placed[-1].exchange_order_id}"
+    assert paper.fetch_order("BTC/USDT", placed[-20].exchange_order_id).status.value == "FILLED"
+    with pytest.raises(VenueRejected, match="unknown order"):
+        paper.fetch_order("BTC/USDT", placed[0].exchange_order_id)
+    assert len(paper.fetch_my_trades()) == len(kept)  # one trade per kept order
+    other = venue(engine, name="other")  # another book's archive is not touched
+    other.create_order(req("buy", "1"), "o1")
+    round_trips(paper, 10, start=63)
+    assert len(archived_keys("account:other")) == 1 and 20 <= len(archived_keys()) < 25
+
+
+def old_order(seq, client, side, type_, qty, status, price=None, lock="0", fills=()):
+    filled = sum((Decimal(t["quantity"]) for t in fills), Decimal(0))
+    cost = sum((Decimal(t["quantity"]) * Decimal(t["price"]) for t in fills), Decimal(0))
+    return {"id": f"old1-{seq}", "seq": seq, "client_order_id": client, "symbol": "BTC/USDT", "side": side,
+            "type": type_, "price": price, "stop": None, "quantity": qty, "filled": str(filled), "cost": str(cost),
+            "fee": str(sum((Decimal(t["fee"]) for t in fills), Decimal(0))), "lock": lock, "status": status,
+            "reduce_only": False, "crossing": False, "fills": list(fills), "step": "0.00001",
+            "created": "2026-01-02T03:04:05.000000Z"}
+
+
+def old_trade(number, seq, client, side, price, qty):
+    return {"trade_id": f"Pold1-{number}", "order_id": f"old1-{seq}", "client_order_id": client,
+            "symbol": "BTC/USDT", "side": side, "price": price, "quantity": qty,
+            "fee": str(Decimal(price) * Decimal(qty) / 1000), "fee_currency": "USDT", "fee_rate": "0.001",
+            "taker": True, "timestamp": f"2026-01-02T03:04:0{number}.000000Z"}
+
+
+def test_a_book_stored_in_the_old_shape_is_converted_on_load(engine):
+    t1 = old_trade(1, 1, "c-old-1", "buy", "100", "1")
+    t2 = old_trade(2, 2, "c-old-2", "sell", "100", "0.5")
+    orders = [old_order(1, "c-old-1", "buy", "market", "1", "FILLED", fills=[t1]),
+              old_order(2, "c-old-2", "sell", "market", "0.5", "FILLED", fills=[t2]),
+              old_order(3, "c-old-3", "buy", "limit", "1", "OPEN", price="50", lock="50.05"),
+              old_order(4, "c-old-4", "buy", "limit", "1", "CANCELED", price="40")]
+    old = {"nonce": "old1", "next_order": 5, "next_trade": 3,
+           "balances": {"USDT": {"free": "9899.8", "used": "50.05"}, "BTC": {"free": "0.5", "used": "0"}},
+           "orders": {o["id"]: o for o in orders}, "trades": [t1, t2], "feed": {}, "prices": {"BTC/USDT": "100"}}
+    with use_database(engine.db):
+        PluginState.create(plugin="paper", key="account:acct", value=old)
+        paper = venue(engine)
+        [live] = paper.fetch_open_orders()  # the first block converts the book
+        assert live.exchange_order_id == "old1-3"
+        book = paper.store.peek()
+        assert "trades" not in book and list(book["orders"]) == ["old1-3"]
+        assert book["recent"] == {"c-old-1": "old1-1", "c-old-2": "old1-2", "c-old-4": "old1-4"}
+        assert archived_keys() == ["account:acct/order/old1-1", "account:acct/order/old1-2",
+                                   "account:acct/order/old1-4"]
+        first = paper.fetch_order("BTC/USDT", "old1-1")
+        assert first.status.value == "FILLED" and first.fills[0].trade_id == "Pold1-1"
+        assert paper.fetch_order_by_client_id("BTC/USDT", "c-old-4").status.value == "CANCELED"
+        assert [t.trade_id for t in paper.fetch_my_trades()] == ["Pold1-1", "Pold1-2"]
+        with pytest.raises(VenueRejected, match="duplicate"):
+            paper.create_order(req("buy", "1"), "c-old-2")
+        new = paper.create_order(req("buy", "1"), "c-new")
+        assert new.exchange_order_id == "old1-5" and new.fills[0].trade_id == "Pold1-3"
+        assert [t.trade_id for t in paper.fetch_my_trades()] == ["Pold1-1", "Pold1-2", "Pold1-3"]
+        assert {b.asset: b.free for b in paper.fetch_balance()}["BTC"] == Decimal("1.5")
+
+
+def test_the_book_row_does_not_grow_with_the_number_of_closed_orders(engine, paper):
+    round_trips(paper, 120)
+    text, _ = book_row(engine)
+    assert len(paper.store.peek()["recent"]) == KEEP_CLOSED_ORDERS
+    round_trips(paper, 120, start=120)
+    later, updated = book_row(engine)
+    assert len(archived_keys()) == 240
+    # the recent map is full at KEEP_CLOSED_ORDERS entries: only its ids' digits (seq 21-120 -> 141-240) grow
+    assert len(later) <= len(text) + KEEP_CLOSED_ORDERS + 20 and len(later) < 8_000
+    archived = sum(len(str(row.value)) for row in PluginState.select().where(
+        (PluginState.plugin == "paper") & PluginState.key.startswith("account:acct/order/")))
+    assert archived > 10 * len(later)  # what the book row used to carry is in the archive rows
+    paper.tick()  # a pass that changes nothing writes nothing
+    paper.fetch_order_by_client_id("BTC/USDT", "c00239")
+    assert book_row(engine) == (later, updated)

@@ -14,9 +14,14 @@
   protective stop-loss orders) trigger when the price crosses the stop;
 - prices come from a pluggable feed (`feeds`), advanced one step on each
   ``fetch_ticker``; `set_price` fixes a price (tests, demos);
-- the whole book lives in the ``plugin_state`` table, so a restarted bot
-  sees its open paper orders (and the last `KEEP_CLOSED_ORDERS` closed
-  orders and `KEEP_TRADES` trades).
+- the book lives in the ``plugin_state`` table (see `state`), so a restarted
+  bot sees its open paper orders: one small row with the balances and the
+  live orders (its size, and so the venue's cost per order, does not grow
+  with the number of orders placed), and one archive row per closed order
+  (with its fills), the newest `KEEP_ARCHIVED_ORDERS` kept. Closed orders
+  are found by exchange order id while archived, by client order id (and
+  refused as duplicates) among the last `KEEP_CLOSED_ORDERS`;
+  `fetch_my_trades` returns the newest `KEEP_TRADES` trades.
 
 For tests: `fail_next` makes the next calls fail like a network error
 (before or after the venue accepted the order) or a rejection; ``sent``
@@ -34,7 +39,7 @@ from tradeguard.clock import isoformat, parse_iso, utcnow
 from tradeguard.errors import VenueRejected, VenueUnavailable
 from tradeguard.money import plain, positive
 from tradeguard.plugins.paper.feeds import make_feed
-from tradeguard.plugins.paper.state import BookStore
+from tradeguard.plugins.paper.state import KEEP_ARCHIVED_ORDERS, KEEP_CLOSED_ORDERS, LIVE, BookStore
 from tradeguard.types import (
     Balance,
     Fill,
@@ -65,15 +70,21 @@ SETTINGS = (
 )
 
 CTX = decimal.Context(prec=60)
-#: Closed orders and trades the book keeps (newest), for lookups and `fetch_my_trades`: the whole book is
-#: rewritten on every change, so its size is the venue's cost per order.
-KEEP_CLOSED_ORDERS = 100
+#: Trades `fetch_my_trades` returns (the newest). Closed orders: `KEEP_CLOSED_ORDERS` (client-id lookups,
+#: duplicate detection) and `KEEP_ARCHIVED_ORDERS` (lookups by exchange order id), from `state`.
 KEEP_TRADES = 300
+__all__ = ["CAP_STOP_ORDERS", "KEEP_ARCHIVED_ORDERS", "KEEP_CLOSED_ORDERS", "KEEP_TRADES", "SETTINGS",
+           "PaperExchange"]
 STEPS = {"BTC": ("0.00001", "0.01"), "ETH": ("0.0001", "0.01"), "SOL": ("0.001", "0.001"), "BNB": ("0.001", "0.01")}
 
 
 def _d(value: Any) -> Decimal:
     return Decimal(str(value))
+
+
+def _trade_number(trade: Mapping[str, Any]) -> int:
+    """The book's sequence number of a trade (ids are ``P<nonce>-<number>``): trade order."""
+    return int(trade["trade_id"].rsplit("-", 1)[1])
 
 
 class PaperExchange:
@@ -112,7 +123,7 @@ class PaperExchange:
         funded = balances or {quote: self.starting_balance}
         return {"nonce": secrets.token_hex(4), "next_order": 1, "next_trade": 1,
                 "balances": {asset: {"free": plain(amount), "used": "0"} for asset, amount in funded.items()},
-                "orders": {}, "trades": [], "feed": {}, "prices": {}}
+                "orders": {}, "recent": {}, "archived": 0, "feed": {}, "prices": {}}
 
     def initialize(self, balances: Mapping[str, Decimal]) -> bool:
         """Fund a new book with *balances* (nothing happens if the book exists). Returns True if created."""
@@ -193,7 +204,7 @@ class PaperExchange:
     def _match(self, book: dict[str, Any]) -> None:
         with decimal.localcontext(CTX):
             for order in sorted(book["orders"].values(), key=lambda o: o["seq"]):
-                if order["status"] not in ("OPEN", "PARTIALLY_FILLED"):
+                if order["status"] not in LIVE:
                     continue
                 price = self._price(book, order["symbol"])
                 buy = order["side"] == "buy"
@@ -248,8 +259,6 @@ class PaperExchange:
                  "fee": plain(fee), "fee_currency": quote, "fee_rate": plain(rate), "taker": taker,
                  "timestamp": isoformat(utcnow())}
         order["fills"].append(trade)
-        book["trades"].append(trade)
-        del book["trades"][:-KEEP_TRADES]
         order["filled"] = plain(_d(order["filled"]) + qty)
         order["cost"] = plain(_d(order["cost"]) + notional)
         order["fee"] = plain(_d(order["fee"]) + fee)
@@ -290,7 +299,7 @@ class PaperExchange:
         self._known(symbol)
         book = self.store.read()
         if book is not None and symbol in book["prices"] and not any(
-                o["status"] in ("OPEN", "PARTIALLY_FILLED") for o in book["orders"].values()):
+                o["status"] in LIVE for o in book["orders"].values()):
             last = _d(book["prices"][symbol])  # a fixed price and nothing to match: the pass would change nothing
         else:
             with self.store.book() as book:
@@ -323,7 +332,8 @@ class PaperExchange:
             raise VenueRejected("the paper venue is spot only (leverage 1)", code="unsupported")
         market = self.load_markets()[request.symbol]
         with decimal.localcontext(CTX), self.store.book() as book:
-            if any(o["client_order_id"] == client_order_id for o in book["orders"].values()):
+            if client_order_id in book["recent"] or any(
+                    o["client_order_id"] == client_order_id for o in book["orders"].values()):
                 raise VenueRejected(f"duplicate client order id {client_order_id}", code="duplicate_client_order_id")
             price = self._price(book, request.symbol)
             base, quote = request.symbol.split("/")
@@ -358,15 +368,9 @@ class PaperExchange:
             book["orders"][order_id] = order
             self.sent.append(client_order_id)
             self._match(book)
-            self._prune(book)
             result = self._venue_order(order)
         self._fail("after_send")
         return result
-
-    def _prune(self, book: dict[str, Any]) -> None:
-        closed = [o for o in book["orders"].values() if o["status"] not in ("OPEN", "PARTIALLY_FILLED")]
-        for order in sorted(closed, key=lambda o: o["seq"])[:-KEEP_CLOSED_ORDERS]:
-            del book["orders"][order["id"]]
 
     def _venue_order(self, order: dict[str, Any]) -> VenueOrder:
         filled = _d(order["filled"])
@@ -393,19 +397,28 @@ class PaperExchange:
             order = self._find(book, exchange_order_id, client_order_id)
             if order is None:
                 raise VenueRejected("unknown order", code="order_not_found")
-            if order["status"] not in ("OPEN", "PARTIALLY_FILLED"):
+            if order["status"] not in LIVE:
                 raise VenueRejected(f"order is {order['status'].lower()}", code="order_closed")
             self._close(book, order, "CANCELED", "canceled")
             return self._venue_order(order)
 
-    @staticmethod
-    def _find(book: dict[str, Any], exchange_order_id: str | None, client_order_id: str | None) -> dict[str, Any] | None:
-        if exchange_order_id and exchange_order_id in book["orders"]:
-            return book["orders"][exchange_order_id]
+    def _find(self, book: dict[str, Any], exchange_order_id: str | None,
+              client_order_id: str | None) -> dict[str, Any] | None:
+        """The order: in the book (live, or closed during this block), else archived (read only)."""
+        orders = book["orders"]
+        if exchange_order_id:
+            if exchange_order_id in orders:
+                return orders[exchange_order_id]
+            archived = self.store.archived(exchange_order_id)
+            if archived is not None:
+                return archived
         if client_order_id:
-            for order in book["orders"].values():
+            for order in orders.values():
                 if order["client_order_id"] == client_order_id:
                     return order
+            closed = book["recent"].get(client_order_id)
+            if closed is not None:
+                return self.store.archived(closed)
         return None
 
     def fetch_order(self, symbol: str, exchange_order_id: str) -> VenueOrder:
@@ -429,13 +442,15 @@ class PaperExchange:
         with self.store.book() as book:
             self._match(book)
             return [self._venue_order(o) for o in sorted(book["orders"].values(), key=lambda o: o["seq"])
-                    if o["status"] in ("OPEN", "PARTIALLY_FILLED") and (symbol is None or o["symbol"] == symbol)]
+                    if o["status"] in LIVE and (symbol is None or o["symbol"] == symbol)]
 
     def fetch_my_trades(self, symbol: str | None = None, since: Any = None) -> Sequence[Fill]:
         self._fail("before")
         with self.store.book() as book:
             self._match(book)
-            trades = list(book["trades"])
+            found = {t["trade_id"]: t for o in self.store.newest_archived(KEEP_TRADES) for t in o["fills"]}
+            found.update((t["trade_id"], t) for o in book["orders"].values() for t in o["fills"])
+        trades = sorted(found.values(), key=_trade_number)[-KEEP_TRADES:]
         out = []
         for t in trades:
             if symbol is not None and t["symbol"] != symbol:

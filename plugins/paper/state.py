@@ -1,14 +1,41 @@
-"""Persistent state of the paper venue, one JSON document per book in the
-``plugin_state`` table, read-modify-written under a row lock so several
-processes sharing the database see one consistent book.
+"""Persistent state of the paper venue in the ``plugin_state`` table.
+
+Two kinds of rows per book (``plugin`` = ``paper``):
+
+- the **book row** (``key`` = the book's key): a small JSON document with
+  only what changes — balances, the nonce and the order/trade counters,
+  fixed prices, the feed's state, the *live* orders (OPEN or
+  PARTIALLY_FILLED, each with its fills), ``recent`` (the last
+  `KEEP_CLOSED_ORDERS` closed orders, ``client_order_id -> exchange order
+  id``, oldest first: client-id lookups and duplicate detection) and
+  ``archived`` (how many orders were archived, to pace the pruning). It is
+  read-modify-written under a row lock, so several processes sharing the
+  database see one consistent book;
+- one **archive row** per closed order (``key`` =
+  ``"<book key>/order/<exchange order id>"``, the order with its ``fills``):
+  when a `BookStore.book` block ends, every order of ``book["orders"]`` that
+  is no longer live is inserted there, in the same transaction as the book
+  update, and never changes again. Every `PRUNE_EVERY` archived orders, the
+  archive rows older than the newest `KEEP_ARCHIVED_ORDERS` are deleted.
+
+A book stored in the old shape (closed orders inside ``orders``, a
+``trades`` list) is converted when a block first loads it: its closed
+orders are archived (and fill ``recent``), ``trades`` goes.
 
 Speed (the order hot path passes through here two or three times per order):
 
-- a pass that changed nothing (same `fingerprint`) writes nothing;
+- the book row stays small whatever the number of orders placed: the cost
+  of an order does not grow with the history kept; an order that closes
+  costs one small INSERT (and every `PRUNE_EVERY` orders, one SELECT and
+  one DELETE);
+- a pass that changed nothing (the book encodes to the text it was read
+  from) writes nothing;
 - the parsed book is kept in memory with the exact text it was read from or
   written as; the next read compares the stored text with it and reuses the
   parsed book instead of decoding it again (another process's write changes
   the text, so it is always seen);
+- archive rows never change, so once parsed they are kept in memory by row
+  id: repeated `fetch_my_trades` / lookups do not parse them again;
 - when the store opens its own transaction (a call from outside any
   transaction, e.g. `create_order` right after the order intent committed),
   that commit is not fsync'd on its own: SQLite relaxes ``synchronous`` to
@@ -19,12 +46,13 @@ Speed (the order hot path passes through here two or three times per order):
   a durable commit. A power cut between the two loses the venue's side too —
   the order never reached the simulated venue, which reconciliation then
   reports as it would for a real venue — never one side without the other
-  being recoverable.
+  being recoverable (the archive rows are part of the same transaction).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from typing import Any, Callable, Iterator
 
@@ -37,59 +65,42 @@ from tradeguard.storage.models import PluginState
 
 PLUGIN = "paper"
 LIVE = ("OPEN", "PARTIALLY_FILLED")
-_SELECT = "SELECT id, value FROM plugin_state WHERE plugin = {0} AND key = {0}"
-_UPDATE = "UPDATE plugin_state SET value = {0}, updated_at = {0} WHERE id = {0}"
+#: Closed orders the book row remembers (client order id -> exchange order id), newest last.
+KEEP_CLOSED_ORDERS = 100
+#: Archived (closed) orders kept per book; older archive rows are deleted every `PRUNE_EVERY` archived orders.
+KEEP_ARCHIVED_ORDERS = 1000
+PRUNE_EVERY = 100
+#: Parsed archive rows kept in memory per store (row id -> order).
+_PARSED_LIMIT = 2 * KEEP_ARCHIVED_ORDERS
+
+# Pre-built SQL; {p} is the driver's placeholder, {key} the quoted ``key`` column (a reserved word in MySQL),
+# {bytewise} a collation comparing bytes where the database's default may not (PostgreSQL under a linguistic
+# collation such as glibc's en_US may ignore the '/' of a key prefix), so a prefix is a key range.
+_SELECT = "SELECT id, value FROM plugin_state WHERE plugin = {p} AND {key} = {p}"
+_UPDATE = "UPDATE plugin_state SET value = {p}, updated_at = {p} WHERE id = {p}"
+_INSERT = "INSERT INTO plugin_state (plugin, {key}, value, updated_at) VALUES "
+_INSERT_ROW = "({p}, {p}, {p}, {p})"
+_RANGE = "plugin = {p} AND {key}{bytewise} >= {p} AND {key}{bytewise} < {p}"
+_NEWEST = "SELECT id, {key} FROM plugin_state WHERE " + _RANGE + " ORDER BY id DESC LIMIT {p} OFFSET {p}"
+_ROWS = "SELECT id, {key}, value FROM plugin_state WHERE id IN ({ids})"
+_NTH = "SELECT id FROM plugin_state WHERE " + _RANGE + " ORDER BY id DESC LIMIT 1 OFFSET {p}"
+_DELETE = "DELETE FROM plugin_state WHERE " + _RANGE + " AND id < {p}"
 
 
-def encode(book: dict[str, Any]) -> str:
-    """The stored text of a book (compact JSON, Decimals as exact strings)."""
-    return json.dumps(book, separators=(",", ":"), default=_default, ensure_ascii=False)
+@functools.lru_cache(maxsize=64)
+def _sql(template: str, backend: str, param: str, quote: str, count: int = 0) -> str:
+    return template.format(p=param, key=f"{quote[0]}key{quote[-1]}", ids=", ".join([param] * count),
+                           bytewise=' COLLATE "C"' if backend == "postgres" else "")
 
 
-_dump = json.JSONEncoder(separators=(",", ":"), default=_default, ensure_ascii=False).encode
+def sql(db: peewee.Database, template: str, count: int = 0) -> str:
+    """*template* for *db*'s driver (placeholders, quoting); *count*: the number of ``{ids}`` placeholders."""
+    return _sql(template, backend_of(db), db.param, db.quote, count)
 
 
-class BookEncoder:
-    """`encode` of a book, reusing the JSON of closed orders and trades from the last call.
-
-    Closed orders never change again and trades are only appended, so their
-    text is kept (per object, holding the object so its id stays unique)
-    and only open orders and the small top-level fields are encoded anew:
-    the book's size no longer sets the venue's cost per order.
-    """
-
-    def __init__(self) -> None:
-        self._parts: dict[int, tuple[Any, str]] = {}
-
-    def __call__(self, book: dict[str, Any]) -> str:
-        if not isinstance(book.get("orders"), dict) or not isinstance(book.get("trades"), list):
-            return encode(book)
-        parts, kept = self._parts, {}
-
-        def frozen(obj: Any) -> str:
-            entry = parts.get(id(obj))
-            if entry is None or entry[0] is not obj:
-                entry = (obj, _dump(obj))
-            kept[id(obj)] = entry
-            return entry[1]
-
-        orders = ",".join(
-            f"{_dump(key)}:{frozen(order) if order.get('status') not in LIVE else _dump(order)}"
-            for key, order in book["orders"].items())
-        trades = ",".join(frozen(trade) for trade in book["trades"])
-        rest = ",".join(f"{_dump(k)}:{_dump(v)}" for k, v in book.items() if k not in ("orders", "trades"))
-        self._parts = kept
-        return f'{{{rest}{"," if rest else ""}"orders":{{{orders}}},"trades":[{trades}]}}'
-
-
-def fingerprint(book: dict[str, Any]) -> str:
-    """Everything in a book that can change without a new order or trade: all but the order and trade
-    lists, plus the open orders. Closed orders never change again and trades are only appended or
-    pruned (which moves ``next_order`` / ``next_trade``), so equal fingerprints mean an unchanged book."""
-    orders = book.get("orders", {})
-    live = {k: o for k, o in orders.items() if o.get("status") in LIVE}
-    rest = {k: v for k, v in book.items() if k not in ("orders", "trades")}
-    return encode({"rest": rest, "live": live, "sizes": [len(orders), len(book.get("trades", ()))]})
+def encode(value: Any) -> str:
+    """The stored text of a book or an archived order (compact JSON, Decimals as exact strings)."""
+    return json.dumps(value, separators=(",", ":"), default=_default, ensure_ascii=False)
 
 
 @contextlib.contextmanager
@@ -114,24 +125,48 @@ def relaxed_transaction(db: peewee.Database) -> Iterator[str]:
         yield "SET LOCAL synchronous_commit TO OFF; " if backend == "postgres" else ""
 
 
+def upgrade(book: dict[str, Any]) -> dict[str, Any]:
+    """Bring a loaded book to the current shape (in place): the old shape's ``trades`` list goes (the
+    trades are in their orders' ``fills``); its closed orders are archived when the block ends."""
+    book.pop("trades", None)
+    book.setdefault("recent", {})
+    book.setdefault("archived", 0)
+    return book
+
+
 class BookStore:
-    """Load and save one book (``plugin_state`` row ``(paper, key)``)."""
+    """Load and save one book (``plugin_state`` row ``(paper, key)``) and its archived orders."""
 
     def __init__(self, key: str, initial: Callable[[], dict[str, Any]]):
         self.key = key
         self.initial = initial
         # (database, row id, stored text, parsed book): the last book read or written
         self._cache: tuple[Any, int, str, dict[str, Any]] | None = None
-        self._encode = BookEncoder()
+        # archive rows already parsed: row id -> (key, order), valid for database `_parsed_db`
+        self._parsed: dict[int, tuple[str, dict[str, Any]]] = {}
+        self._parsed_db: Any = None
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of this book's archive rows."""
+        return f"{self.key}/order/"
+
+    def archive_key(self, exchange_order_id: str) -> str:
+        return f"{self.prefix}{exchange_order_id}"
+
+    def _range(self) -> tuple[str, str, str]:
+        prefix = self.prefix
+        return PLUGIN, prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)  # every key starting with the prefix
 
     def _row(self, db: peewee.Database, lock: bool, first: str = "") -> tuple[int, str] | None:
-        sql = first + _SELECT.format(db.param) + (" FOR UPDATE" if lock else "")
-        row = db.execute_sql(sql, (PLUGIN, self.key)).fetchone()
+        statement = first + sql(db, _SELECT) + (" FOR UPDATE" if lock else "")
+        row = db.execute_sql(statement, (PLUGIN, self.key)).fetchone()
         return None if row is None else (row[0], row[1])
 
     @contextlib.contextmanager
     def book(self) -> Iterator[dict[str, Any]]:
-        """The book, locked for the block; changes are saved when the block ends without error."""
+        """The book, locked for the block; changes are saved when the block ends without error, and the
+        orders of ``book["orders"]`` that are no longer live move to the archive."""
         db = database.obj
         lock = backend_of(db) != "sqlite"  # SQLite: the write transaction already holds the lock
         with relaxed_transaction(db) as first:
@@ -147,18 +182,96 @@ class BookStore:
             else:
                 value = json.loads(text)
             self._cache = None  # the block may change the book and then fail
-            before = fingerprint(value)
+            upgrade(value)
             yield value
-            after = text
-            if fingerprint(value) != before:  # a read-only pass (nothing filled, price fixed) writes nothing
-                after = self._encode(value)
+            closed = [order for order in value["orders"].values() if order.get("status") not in LIVE]
+            if closed:
+                self._archive(db, value, closed)
+            after = encode(value)
+            if after != text:  # a read-only pass (nothing filled, price fixed) writes nothing
                 updated = PluginState.updated_at.db_value(utcnow())
-                db.execute_sql(_UPDATE.format(db.param), (after, updated, row_id))
+                db.execute_sql(sql(db, _UPDATE), (after, updated, row_id))
             self._cache = (db, row_id, after, value)
+
+    def _archive(self, db: peewee.Database, book: dict[str, Any], closed: list[dict[str, Any]]) -> None:
+        """Move *closed* orders out of *book* into archive rows (one INSERT), remember their client ids."""
+        orders, recent = book["orders"], book["recent"]
+        updated = PluginState.updated_at.db_value(utcnow())
+        params: list[Any] = []
+        for order in sorted(closed, key=lambda o: o["seq"]):
+            del orders[order["id"]]
+            recent.pop(order["client_order_id"], None)  # a re-used client id moves to the end
+            recent[order["client_order_id"]] = order["id"]
+            params += (PLUGIN, self.archive_key(order["id"]), encode(order), updated)
+        for client_order_id in list(recent)[: max(0, len(recent) - KEEP_CLOSED_ORDERS)]:
+            del recent[client_order_id]
+        db.execute_sql(sql(db, _INSERT) + ", ".join([sql(db, _INSERT_ROW)] * len(closed)), params)
+        before = book["archived"]
+        book["archived"] = before + len(closed)
+        if before // PRUNE_EVERY != book["archived"] // PRUNE_EVERY:
+            self._prune(db)
+
+    def _prune(self, db: peewee.Database) -> None:
+        """Delete this book's archive rows older than the newest `KEEP_ARCHIVED_ORDERS`."""
+        bounds = self._range()
+        row = db.execute_sql(sql(db, _NTH), (*bounds, KEEP_ARCHIVED_ORDERS - 1)).fetchone()
+        if row is not None:
+            db.execute_sql(sql(db, _DELETE), (*bounds, row[0]))
+
+    def _parsed_rows(self, db: peewee.Database) -> dict[int, tuple[str, dict[str, Any]]]:
+        if self._parsed_db is not db:
+            self._parsed, self._parsed_db = {}, db
+        elif len(self._parsed) > _PARSED_LIMIT:
+            for row_id in sorted(self._parsed)[: len(self._parsed) - _PARSED_LIMIT // 2]:
+                del self._parsed[row_id]  # the oldest rows: the least likely to be asked for again
+        return self._parsed
+
+    def archived(self, exchange_order_id: str) -> dict[str, Any] | None:
+        """The archived order *exchange_order_id* (None if not archived or pruned). Never change it."""
+        db = database.obj
+        key = self.archive_key(exchange_order_id)
+        row = db.execute_sql(sql(db, _SELECT), (PLUGIN, key)).fetchone()
+        if row is None:
+            return None
+        parsed = self._parsed_rows(db)
+        entry = parsed.get(row[0])
+        if entry is None or entry[0] != key:
+            entry = parsed[row[0]] = (key, json.loads(row[1]))
+        return entry[1]
+
+    def newest_archived(self, trades: int) -> list[dict[str, Any]]:
+        """The newest archived orders (newest first), enough of them to hold *trades* fills (or all).
+        Never change them."""
+        db = database.obj
+        parsed = self._parsed_rows(db)
+        bounds, prefix = self._range(), self.prefix
+        page = max(trades, 1)
+        out: list[dict[str, Any]] = []
+        count = offset = 0
+        while count < trades:
+            rows = db.execute_sql(sql(db, _NEWEST), (*bounds, page, offset)).fetchall()
+            mine = [(row_id, key) for row_id, key in rows if key.startswith(prefix)]
+            missing = [row_id for row_id, key in mine if parsed.get(row_id, ("",))[0] != key]
+            if missing:
+                for row_id, key, text in db.execute_sql(sql(db, _ROWS, len(missing)), missing).fetchall():
+                    parsed[row_id] = (key, json.loads(text))
+            for row_id, key in mine:
+                entry = parsed.get(row_id)
+                if entry is None:  # pruned meanwhile
+                    continue
+                out.append(entry[1])
+                count += len(entry[1].get("fills") or ())
+                if count >= trades:
+                    break
+            if len(rows) < page:
+                break
+            offset += page
+        return out
 
     def read(self) -> dict[str, Any] | None:
         """The stored book as last committed, without a transaction or lock (None if there is none).
-        Read only: the returned book may be the store's cached copy — never change it."""
+        Read only: the returned book may be the store's cached copy — never change it. It may still be
+        in the old shape (closed orders in ``orders``) until a `book` block converts it."""
         db = database.obj
         found = self._row(db, False)
         if found is None:

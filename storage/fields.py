@@ -36,16 +36,25 @@ FIELD_TYPES = {
 }
 
 
+_backends: dict[type, str] = {}
+
+
 def backend_of(database: Any) -> str:
     """'sqlite', 'postgres' or 'mysql' for a peewee Database (or proxy)."""
     database = getattr(database, "obj", database)
+    backend = _backends.get(type(database))
+    if backend is not None:
+        return backend
     if isinstance(database, peewee.SqliteDatabase):
-        return "sqlite"
-    if isinstance(database, peewee.PostgresqlDatabase):
-        return "postgres"
-    if isinstance(database, peewee.MySQLDatabase):
-        return "mysql"
-    raise TypeError(f"unsupported database {type(database).__name__}")
+        backend = "sqlite"
+    elif isinstance(database, peewee.PostgresqlDatabase):
+        backend = "postgres"
+    elif isinstance(database, peewee.MySQLDatabase):
+        backend = "mysql"
+    else:
+        raise TypeError(f"unsupported database {type(database).__name__}")
+    _backends[type(database)] = backend
+    return backend
 
 
 def decimal_collation(left: str, right: str) -> int:
@@ -62,9 +71,12 @@ class DecimalField(peewee.Field):
     def db_value(self, value: Any) -> Any:
         if value is None:
             return None
-        if hasattr(value, "__sql__"):  # an expression, e.g. F() arithmetic
+        if type(value) is Decimal and value.is_finite():
+            number = value
+        elif hasattr(value, "__sql__"):  # an expression, e.g. F() arithmetic
             return value
-        number = to_decimal(value, self.name or "value")
+        else:
+            number = to_decimal(value, self.name or "value")
         if backend_of(self.model._meta.database) == "sqlite":
             return plain(number)
         return number
@@ -87,11 +99,14 @@ class UTCDateTimeField(peewee.Field):
     field_type = DATETIME_TYPE
 
     def db_value(self, value: Any) -> Any:
-        if value is None or hasattr(value, "__sql__"):
+        if value is None:
             return value
-        if isinstance(value, str):
-            value = parse_iso(value)
-        value = ensure_utc(value)
+        if type(value) is not datetime or value.tzinfo is not timezone.utc:  # not already aware UTC
+            if hasattr(value, "__sql__"):
+                return value
+            if isinstance(value, str):
+                value = parse_iso(value)
+            value = ensure_utc(value)
         backend = backend_of(self.model._meta.database)
         if backend == "sqlite":
             return isoformat(value)
@@ -130,6 +145,8 @@ class EnumField(peewee.CharField):
     def db_value(self, value: Any) -> Any:
         if value is None:
             return None
+        if type(value) is self.enum_class:
+            return value._value_
         if isinstance(value, enum.Enum):
             value = value.value
         return self.enum_class(value).value

@@ -124,10 +124,16 @@ def save(instance: peewee.Model, *, only_dirty: bool = False) -> int:
 def create(model: type[M], **values: Any) -> M:
     """``model.create(**values)``: defaults applied, one INSERT, the new id set on the instance."""
     db = database.obj
-    instance = model(**values)
     meta = model._meta
+    fields_by_name = meta.fields
+    if all(name in fields_by_name and not isinstance(value, peewee.Model) for name, value in values.items()):
+        instance = model(__no_default__=1)  # what Model(**values) does, without an accessor call per value
+        data = instance.__data__ = meta.get_default_dict()
+        data.update(values)
+    else:  # related instances or column names (``account_id``): let peewee's accessors map them
+        instance = model(**values)
+        data = instance.__data__
     pk_field = meta.primary_key
-    data = instance.__data__
     postgres = backend_of(db) == "postgres"
     key = ("create", model, tuple(data), data.get(pk_field.name) is None, db.param, db.quote, postgres)
     plan = _inserts.get(key)

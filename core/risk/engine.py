@@ -66,9 +66,10 @@ class Assessment:
 
     @property
     def verdict(self) -> Verdict:
-        if self.blocks:
+        verdicts = {d.verdict for _, d in self.results}
+        if Verdict.BLOCK in verdicts:
             return Verdict.BLOCK
-        if self.confirmations:
+        if Verdict.CONFIRM in verdicts:
             return Verdict.CONFIRM
         return Verdict.ALLOW
 

@@ -118,12 +118,19 @@ class Capture(logging.Handler):
 
 
 def capture(engine: Engine, first: int) -> list[list[tuple[str, Any]]]:
-    """The statement lists of four orders (buy, sell, buy, sell) placed from order number *first*."""
-    out = []
-    for i in range(first, first + 4):
-        with Capture(engine.db) as cap:
-            place(engine, i)
-        out.append(cap.items)
+    """The statement lists of four orders (buy, sell, buy, sell) placed from order number *first*.
+
+    An order that also runs occasional housekeeping (the paper venue prunes its archive every
+    hundredth order) executes extra statements; then the next four orders are captured instead, so
+    the baseline replays the common path (the engine's run paid for the housekeeping)."""
+    for attempt in range(5):
+        out = []
+        for i in range(first + 4 * attempt, first + 4 * attempt + 4):
+            with Capture(engine.db) as cap:
+                place(engine, i)
+            out.append(cap.items)
+        if all([s for s, _ in out[k]] == [s for s, _ in out[k + 2]] for k in (0, 1)):
+            break
     return out
 
 

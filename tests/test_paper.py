@@ -225,7 +225,6 @@ def test_paper_account_on_a_real_venue_uses_real_prices_and_simulated_fills(tmp_
 # -- storage: a small book row, closed orders archived in rows of their own ----------------------
 
 from tradeguard.plugins.paper import state as paper_state  # noqa: E402
-from tradeguard.plugins.paper.exchange import KEEP_CLOSED_ORDERS  # noqa: E402
 from tradeguard.storage.models import PluginState  # noqa: E402
 
 
@@ -235,9 +234,9 @@ def book_row(engine, key="account:acct"):
     return tuple(engine.db.execute_sql(sql, (key,)).fetchone())
 
 
-def archived_keys(key="account:acct"):
+def archived_keys(key="account:acct", kind="order"):
     return [row.key for row in PluginState.select(PluginState.key).where(
-        (PluginState.plugin == "paper") & PluginState.key.startswith(f"{key}/order/")).order_by(PluginState.id)]
+        (PluginState.plugin == "paper") & PluginState.key.startswith(f"{key}/{kind}/")).order_by(PluginState.id)]
 
 
 def round_trips(paper, count, start=0):
@@ -279,7 +278,7 @@ def test_a_recently_closed_client_order_id_is_refused_as_duplicate(paper):
 def test_fetch_my_trades_after_many_orders_returns_the_newest_trades_in_order(engine, monkeypatch):
     with use_database(engine.db):
         paper = venue(engine, liquidity="150")
-        placed = round_trips(paper, KEEP_CLOSED_ORDERS + 20)
+        placed = round_trips(paper, 120)
         partial = paper.create_order(req("buy", "3", "limit", "100"), "partial")  # 150 USDT a pass
         paper.set_price("BTC/USDT", "101")  # no longer crosses: stays PARTIALLY_FILLED, in the book
         assert partial.status.value == "PARTIALLY_FILLED" and len(partial.fills) == 1
@@ -306,6 +305,9 @@ def test_the_archive_stays_bounded(engine, paper, monkeypatch):
     with pytest.raises(VenueRejected, match="unknown order"):
         paper.fetch_order("BTC/USDT", placed[0].exchange_order_id)
     assert len(paper.fetch_my_trades()) == len(kept)  # one trade per kept order
+    assert len(archived_keys(kind="client")) == len(kept)  # client-id rows go with their orders
+    assert paper.fetch_order_by_client_id("BTC/USDT", "c00062").exchange_order_id == placed[-1].exchange_order_id
+    assert paper.fetch_order_by_client_id("BTC/USDT", "c00000") is None
     other = venue(engine, name="other")  # another book's archive is not touched
     other.create_order(req("buy", "1"), "o1")
     round_trips(paper, 10, start=63)
@@ -346,9 +348,11 @@ def test_a_book_stored_in_the_old_shape_is_converted_on_load(engine):
         assert live.exchange_order_id == "old1-3"
         book = paper.store.peek()
         assert "trades" not in book and list(book["orders"]) == ["old1-3"]
-        assert book["recent"] == {"c-old-1": "old1-1", "c-old-2": "old1-2", "c-old-4": "old1-4"}
+        assert "recent" not in book
         assert archived_keys() == ["account:acct/order/old1-1", "account:acct/order/old1-2",
                                    "account:acct/order/old1-4"]
+        assert archived_keys(kind="client") == ["account:acct/client/c-old-1", "account:acct/client/c-old-2",
+                                                "account:acct/client/c-old-4"]
         first = paper.fetch_order("BTC/USDT", "old1-1")
         assert first.status.value == "FILLED" and first.fills[0].trade_id == "Pold1-1"
         assert paper.fetch_order_by_client_id("BTC/USDT", "c-old-4").status.value == "CANCELED"
@@ -364,12 +368,10 @@ def test_a_book_stored_in_the_old_shape_is_converted_on_load(engine):
 def test_the_book_row_does_not_grow_with_the_number_of_closed_orders(engine, paper):
     round_trips(paper, 120)
     text, _ = book_row(engine)
-    assert len(paper.store.peek()["recent"]) == KEEP_CLOSED_ORDERS
     round_trips(paper, 120, start=120)
     later, updated = book_row(engine)
-    assert len(archived_keys()) == 240
-    # the recent map is full at KEEP_CLOSED_ORDERS entries: only its ids' digits (seq 21-120 -> 141-240) grow
-    assert len(later) <= len(text) + KEEP_CLOSED_ORDERS + 20 and len(later) < 8_000
+    assert len(archived_keys()) == 240 and len(archived_keys(kind="client")) == 240
+    assert len(later) <= len(text) + 10 and len(later) < 2_000  # only counters' digits grow
     archived = sum(len(str(row.value)) for row in PluginState.select().where(
         (PluginState.plugin == "paper") & PluginState.key.startswith("account:acct/order/")))
     assert archived > 10 * len(later)  # what the book row used to carry is in the archive rows

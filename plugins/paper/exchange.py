@@ -17,11 +17,11 @@
 - the book lives in the ``plugin_state`` table (see `state`), so a restarted
   bot sees its open paper orders: one small row with the balances and the
   live orders (its size, and so the venue's cost per order, does not grow
-  with the number of orders placed), and one archive row per closed order
-  (with its fills), the newest `KEEP_ARCHIVED_ORDERS` kept. Closed orders
-  are found by exchange order id while archived, by client order id (and
-  refused as duplicates) among the last `KEEP_CLOSED_ORDERS`;
-  `fetch_my_trades` returns the newest `KEEP_TRADES` trades.
+  with the number of orders placed), and archive rows per closed order
+  (with its fills), the newest `KEEP_ARCHIVED_ORDERS` kept: while archived,
+  a closed order is found by exchange or client order id, and its client
+  order id is refused as a duplicate; `fetch_my_trades` returns the newest
+  `KEEP_TRADES` trades.
 
 For tests: `fail_next` makes the next calls fail like a network error
 (before or after the venue accepted the order) or a rejection; ``sent``
@@ -39,7 +39,7 @@ from tradeguard.clock import isoformat, parse_iso, utcnow
 from tradeguard.errors import VenueRejected, VenueUnavailable
 from tradeguard.money import plain, positive
 from tradeguard.plugins.paper.feeds import make_feed
-from tradeguard.plugins.paper.state import KEEP_ARCHIVED_ORDERS, KEEP_CLOSED_ORDERS, LIVE, BookStore
+from tradeguard.plugins.paper.state import KEEP_ARCHIVED_ORDERS, LIVE, BookStore
 from tradeguard.types import (
     Balance,
     Fill,
@@ -70,11 +70,9 @@ SETTINGS = (
 )
 
 CTX = decimal.Context(prec=60)
-#: Trades `fetch_my_trades` returns (the newest). Closed orders: `KEEP_CLOSED_ORDERS` (client-id lookups,
-#: duplicate detection) and `KEEP_ARCHIVED_ORDERS` (lookups by exchange order id), from `state`.
+#: Trades `fetch_my_trades` returns (the newest). Closed orders kept: `KEEP_ARCHIVED_ORDERS`, from `state`.
 KEEP_TRADES = 300
-__all__ = ["CAP_STOP_ORDERS", "KEEP_ARCHIVED_ORDERS", "KEEP_CLOSED_ORDERS", "KEEP_TRADES", "SETTINGS",
-           "PaperExchange"]
+__all__ = ["CAP_STOP_ORDERS", "KEEP_ARCHIVED_ORDERS", "KEEP_TRADES", "SETTINGS", "PaperExchange"]
 STEPS = {"BTC": ("0.00001", "0.01"), "ETH": ("0.0001", "0.01"), "SOL": ("0.001", "0.001"), "BNB": ("0.001", "0.01")}
 
 
@@ -123,7 +121,7 @@ class PaperExchange:
         funded = balances or {quote: self.starting_balance}
         return {"nonce": secrets.token_hex(4), "next_order": 1, "next_trade": 1,
                 "balances": {asset: {"free": plain(amount), "used": "0"} for asset, amount in funded.items()},
-                "orders": {}, "recent": {}, "archived": 0, "feed": {}, "prices": {}}
+                "orders": {}, "archived": 0, "feed": {}, "prices": {}}
 
     def initialize(self, balances: Mapping[str, Decimal]) -> bool:
         """Fund a new book with *balances* (nothing happens if the book exists). Returns True if created."""
@@ -332,8 +330,8 @@ class PaperExchange:
             raise VenueRejected("the paper venue is spot only (leverage 1)", code="unsupported")
         market = self.load_markets()[request.symbol]
         with decimal.localcontext(CTX), self.store.book() as book:
-            if client_order_id in book["recent"] or any(
-                    o["client_order_id"] == client_order_id for o in book["orders"].values()):
+            if any(o["client_order_id"] == client_order_id for o in book["orders"].values()) \
+                    or self.store.closed_order_id(client_order_id) is not None:
                 raise VenueRejected(f"duplicate client order id {client_order_id}", code="duplicate_client_order_id")
             price = self._price(book, request.symbol)
             base, quote = request.symbol.split("/")
@@ -416,7 +414,7 @@ class PaperExchange:
             for order in orders.values():
                 if order["client_order_id"] == client_order_id:
                     return order
-            closed = book["recent"].get(client_order_id)
+            closed = self.store.closed_order_id(client_order_id)
             if closed is not None:
                 return self.store.archived(closed)
         return None

@@ -5,22 +5,22 @@ Two kinds of rows per book (``plugin`` = ``paper``):
 - the **book row** (``key`` = the book's key): a small JSON document with
   only what changes — balances, the nonce and the order/trade counters,
   fixed prices, the feed's state, the *live* orders (OPEN or
-  PARTIALLY_FILLED, each with its fills), ``recent`` (the last
-  `KEEP_CLOSED_ORDERS` closed orders, ``client_order_id -> exchange order
-  id``, oldest first: client-id lookups and duplicate detection) and
-  ``archived`` (how many orders were archived, to pace the pruning). It is
-  read-modify-written under a row lock, so several processes sharing the
-  database see one consistent book;
-- one **archive row** per closed order (``key`` =
-  ``"<book key>/order/<exchange order id>"``, the order with its ``fills``):
-  when a `BookStore.book` block ends, every order of ``book["orders"]`` that
-  is no longer live is inserted there, in the same transaction as the book
-  update, and never changes again. Every `PRUNE_EVERY` archived orders, the
-  archive rows older than the newest `KEEP_ARCHIVED_ORDERS` are deleted.
+  PARTIALLY_FILLED, each with its fills) and ``archived`` (how many orders
+  were archived, to pace the pruning). It is read-modify-written under a
+  row lock, so several processes sharing the database see one consistent
+  book;
+- two **archive rows** per closed order: ``"<book key>/order/<exchange order
+  id>"`` holds the order with its ``fills``, ``"<book key>/client/<client
+  order id>"`` its exchange order id (client-id lookups and duplicate
+  detection are point queries). When a `BookStore.book` block ends, every
+  order of ``book["orders"]`` that is no longer live is inserted there, in
+  the same transaction as the book update; the rows never change again.
+  Every `PRUNE_EVERY` archived orders, the archive rows older than the
+  newest `KEEP_ARCHIVED_ORDERS` orders are deleted.
 
 A book stored in the old shape (closed orders inside ``orders``, a
 ``trades`` list) is converted when a block first loads it: its closed
-orders are archived (and fill ``recent``), ``trades`` goes.
+orders are archived, ``trades`` goes.
 
 Speed (the order hot path passes through here two or three times per order):
 
@@ -65,8 +65,6 @@ from tradeguard.storage.models import PluginState
 
 PLUGIN = "paper"
 LIVE = ("OPEN", "PARTIALLY_FILLED")
-#: Closed orders the book row remembers (client order id -> exchange order id), newest last.
-KEEP_CLOSED_ORDERS = 100
 #: Archived (closed) orders kept per book; older archive rows are deleted every `PRUNE_EVERY` archived orders.
 KEEP_ARCHIVED_ORDERS = 1000
 PRUNE_EVERY = 100
@@ -84,7 +82,7 @@ _RANGE = "plugin = {p} AND {key}{bytewise} >= {p} AND {key}{bytewise} < {p}"
 _NEWEST = "SELECT id, {key} FROM plugin_state WHERE " + _RANGE + " ORDER BY id DESC LIMIT {p} OFFSET {p}"
 _ROWS = "SELECT id, {key}, value FROM plugin_state WHERE id IN ({ids})"
 _NTH = "SELECT id FROM plugin_state WHERE " + _RANGE + " ORDER BY id DESC LIMIT 1 OFFSET {p}"
-_DELETE = "DELETE FROM plugin_state WHERE " + _RANGE + " AND id < {p}"
+_DELETE = "DELETE FROM plugin_state WHERE (" + _RANGE + " OR " + _RANGE + ") AND id < {p}"
 
 
 @functools.lru_cache(maxsize=64)
@@ -129,7 +127,7 @@ def upgrade(book: dict[str, Any]) -> dict[str, Any]:
     """Bring a loaded book to the current shape (in place): the old shape's ``trades`` list goes (the
     trades are in their orders' ``fills``); its closed orders are archived when the block ends."""
     book.pop("trades", None)
-    book.setdefault("recent", {})
+    book.pop("recent", None)  # a client-id map kept in the book row during development: the rows replace it
     book.setdefault("archived", 0)
     return book
 
@@ -151,11 +149,16 @@ class BookStore:
         """The key prefix of this book's archive rows."""
         return f"{self.key}/order/"
 
+    @property
+    def client_prefix(self) -> str:
+        """The key prefix of this book's client-id rows."""
+        return f"{self.key}/client/"
+
     def archive_key(self, exchange_order_id: str) -> str:
         return f"{self.prefix}{exchange_order_id}"
 
-    def _range(self) -> tuple[str, str, str]:
-        prefix = self.prefix
+    def _range(self, prefix: str | None = None) -> tuple[str, str, str]:
+        prefix = prefix or self.prefix
         return PLUGIN, prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)  # every key starting with the prefix
 
     def _row(self, db: peewee.Database, lock: bool, first: str = "") -> tuple[int, str] | None:
@@ -194,18 +197,15 @@ class BookStore:
             self._cache = (db, row_id, after, value)
 
     def _archive(self, db: peewee.Database, book: dict[str, Any], closed: list[dict[str, Any]]) -> None:
-        """Move *closed* orders out of *book* into archive rows (one INSERT), remember their client ids."""
-        orders, recent = book["orders"], book["recent"]
+        """Move *closed* orders out of *book* into archive rows, with their client-id rows (one INSERT)."""
+        orders = book["orders"]
         updated = PluginState.updated_at.db_value(utcnow())
         params: list[Any] = []
         for order in sorted(closed, key=lambda o: o["seq"]):
             del orders[order["id"]]
-            recent.pop(order["client_order_id"], None)  # a re-used client id moves to the end
-            recent[order["client_order_id"]] = order["id"]
-            params += (PLUGIN, self.archive_key(order["id"]), encode(order), updated)
-        for client_order_id in list(recent)[: max(0, len(recent) - KEEP_CLOSED_ORDERS)]:
-            del recent[client_order_id]
-        db.execute_sql(sql(db, _INSERT) + ", ".join([sql(db, _INSERT_ROW)] * len(closed)), params)
+            params += (PLUGIN, self.archive_key(order["id"]), encode(order), updated,
+                       PLUGIN, f"{self.client_prefix}{order['client_order_id']}", encode(order["id"]), updated)
+        db.execute_sql(sql(db, _INSERT) + ", ".join([sql(db, _INSERT_ROW)] * (2 * len(closed))), params)
         before = book["archived"]
         book["archived"] = before + len(closed)
         if before // PRUNE_EVERY != book["archived"] // PRUNE_EVERY:
@@ -216,7 +216,13 @@ class BookStore:
         bounds = self._range()
         row = db.execute_sql(sql(db, _NTH), (*bounds, KEEP_ARCHIVED_ORDERS - 1)).fetchone()
         if row is not None:
-            db.execute_sql(sql(db, _DELETE), (*bounds, row[0]))
+            db.execute_sql(sql(db, _DELETE), (*bounds, *self._range(self.client_prefix), row[0]))
+
+    def closed_order_id(self, client_order_id: str) -> str | None:
+        """The exchange order id of the archived order with *client_order_id* (None if none or pruned)."""
+        db = database.obj
+        row = db.execute_sql(sql(db, _SELECT), (PLUGIN, f"{self.client_prefix}{client_order_id}")).fetchone()
+        return None if row is None else json.loads(row[1])
 
     def _parsed_rows(self, db: peewee.Database) -> dict[int, tuple[str, dict[str, Any]]]:
         if self._parsed_db is not db:

@@ -158,14 +158,34 @@ class EnumField(peewee.CharField):
         return member if member is not None else self.enum_class(value)
 
 
+class JSONText(str):
+    """A JSON column's text as read by `tradeguard.storage.rows`, decoded on first access (the order path
+    reads rows whose JSON it never looks at); written back unchanged."""
+
+    __slots__ = ()
+
+
+class _JSONAccessor(peewee.FieldAccessor):
+    def __get__(self, instance: Any, instance_type: Any = None) -> Any:
+        if instance is None:
+            return self.field
+        value = instance.__data__.get(self.name)
+        if type(value) is JSONText:
+            value = instance.__data__[self.name] = json.loads(value)
+        return value
+
+
 class JSONField(peewee.TextField):
     """JSON stored as text exactly as written (Decimals as strings, keys sorted)."""
 
     field_type = "JSON"
+    accessor_class = _JSONAccessor
 
     def db_value(self, value: Any) -> Any:
         if value is None:
             return None
+        if type(value) is JSONText:
+            return str(value)
         return dumps(value)
 
     def python_value(self, value: Any) -> Any:

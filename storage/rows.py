@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import peewee
 
 from tradeguard.storage import backend_of, database
+from tradeguard.storage.fields import JSONField, JSONText
 
 M = TypeVar("M", bound=peewee.Model)
 
@@ -49,6 +50,8 @@ def _converter(field: peewee.Field) -> Any:
     (integers, foreign keys to them and text: sqlite3, psycopg2 and pymysql give int and str)."""
     if isinstance(field, peewee.ForeignKeyField):
         return _converter(field.rel_field)
+    if isinstance(field, JSONField):
+        return JSONText  # decoded when the attribute is first read
     plain_value = type(field).python_value is peewee.Field.python_value
     if plain_value and isinstance(field, (peewee.IntegerField, peewee.CharField, peewee.TextField)):
         return None

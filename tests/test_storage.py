@@ -126,3 +126,28 @@ def test_default_home_is_created_private(tmp_path, monkeypatch):
         assert engine.url == f"sqlite:///{home / 'tradeguard.db'}"
     assert oct(home.stat().st_mode & 0o777) == "0o700"
     assert oct((home / "tradeguard.db").stat().st_mode & 0o777) == "0o600"
+
+
+def test_hot_path_rows_read_like_peewee_rows(engine):
+    """`storage.rows` (pre-built SQL of the order path) returns the same values as peewee's own reads:
+    exact Decimals, aware UTC datetimes, enum members and decoded JSON; a row saved back unchanged
+    keeps its stored JSON text byte for byte."""
+    from tradeguard.storage import rows
+
+    account = engine.accounts.add("hot", "paper", initial_capital="1000.50", settings={"b": [1, "2"], "a": None})
+    with use_database(engine.db):
+        fast, slow = rows.get(Account, account.id), Account.get_by_id(account.id)
+        for field in Account._meta.sorted_fields:
+            assert getattr(fast, field.name) == getattr(slow, field.name), field.name
+        assert fast.settings == {"a": None, "b": [1, "2"]} and fast.current_cash == Decimal("1000.5")
+        assert fast.created_at.tzinfo is timezone.utc and fast.mode is slow.mode
+        text = "SELECT settings FROM account WHERE id = " + engine.db.param
+        before = engine.db.execute_sql(text, (account.id,)).fetchone()[0]
+        untouched = rows.get(Account, account.id)
+        untouched.max_leverage = untouched.max_leverage  # a change elsewhere in the row
+        rows.save(untouched)
+        assert engine.db.execute_sql(text, (account.id,)).fetchone()[0] == before
+        changed = rows.get(Account, account.id)
+        changed.settings["c"] = 3  # decoded on access: changes in place are kept like any dict
+        rows.save(changed)
+        assert Account.get_by_id(account.id).settings == {"a": None, "b": [1, "2"], "c": 3}

@@ -49,9 +49,7 @@ def positive(value: Any, field: str = "value") -> Decimal:
 
 def plain(value: Decimal) -> str:
     """The canonical text of a Decimal: no exponent, no trailing zeros (``1E-18`` -> ``0.000000000000000001``)."""
-    if value == 0:
-        return "0"
     text = format(value, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
-    return text
+    return "0" if text in ("-0", "") else text

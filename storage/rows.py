@@ -22,6 +22,7 @@ M = TypeVar("M", bound=peewee.Model)
 
 _sql: dict[tuple, str] = {}
 _inserts: dict[tuple, tuple[str, tuple[tuple[str, Any], ...]]] = {}  # key -> (INSERT, (field name, db_value))
+_updates: dict[tuple, tuple[str, tuple[tuple[str, Any], ...]]] = {}  # key -> (UPDATE or '', (field, db_value))
 _lock = threading.Lock()
 
 
@@ -103,33 +104,47 @@ def save(instance: peewee.Model, *, only_dirty: bool = False) -> int:
     """
     db = database.obj
     model = type(instance)
-    meta = model._meta
-    pk_field = meta.primary_key
     data = instance.__data__
-    dirty = instance._dirty
-    fields = tuple(f for f in meta.sorted_fields
-                   if f is not pk_field and f.name in data and (not only_dirty or f.name in dirty))
-    if not fields:
-        return 0
-
-    def build() -> str:
+    columns = frozenset(instance._dirty if only_dirty else data)
+    key = ("save", model, columns, db.param, db.quote)
+    plan = _updates.get(key)
+    if plan is None:
+        meta = model._meta
+        pk_field = meta.primary_key
+        fields = tuple(f for f in meta.sorted_fields if f is not pk_field and f.name in columns)
         sets = ", ".join(f"{_q(db, f.column_name)} = {db.param}" for f in fields)
-        return f"UPDATE {_q(db, meta.table_name)} SET {sets} WHERE {_q(db, pk_field.column_name)} = {db.param}"
-
-    sql = _cached(("save", model, tuple(f.name for f in fields), db.param, db.quote), build)
-    values = [f.db_value(data[f.name]) for f in fields]
-    values.append(pk_field.db_value(data[pk_field.name]))
-    rows = db.execute_sql(sql, values).rowcount
+        sql = f"UPDATE {_q(db, meta.table_name)} SET {sets} WHERE {_q(db, pk_field.column_name)} = {db.param}"
+        plan = (sql if fields else "", tuple((f.name, f.db_value) for f in (*fields, pk_field)))
+        with _lock:
+            _updates[key] = plan
+    sql, converters = plan
+    if not sql:
+        return 0
+    rows = db.execute_sql(sql, [convert(data[name]) for name, convert in converters]).rowcount
     instance._dirty.clear()
     return rows
+
+
+_names: dict[tuple, tuple[str, ...] | None] = {}
+
+
+def _related_names(model: type[peewee.Model], names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The foreign-key fields among *names*, or None if a name is not a field of *model* (e.g. a column
+    name such as ``account_id``, which peewee's accessors map)."""
+    key = (model, names)
+    if key not in _names:
+        fields = model._meta.fields
+        _names[key] = None if any(name not in fields for name in names) else tuple(
+            name for name in names if isinstance(fields[name], peewee.ForeignKeyField))
+    return _names[key]
 
 
 def create(model: type[M], **values: Any) -> M:
     """``model.create(**values)``: defaults applied, one INSERT, the new id set on the instance."""
     db = database.obj
     meta = model._meta
-    fields_by_name = meta.fields
-    if all(name in fields_by_name and not isinstance(value, peewee.Model) for name, value in values.items()):
+    related = _related_names(model, tuple(values))
+    if related is not None and not any(isinstance(values[name], peewee.Model) for name in related):
         instance = model(__no_default__=1)  # what Model(**values) does, without an accessor call per value
         data = instance.__data__ = meta.get_default_dict()
         data.update(values)

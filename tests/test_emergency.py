@@ -155,7 +155,7 @@ def test_an_order_in_flight_during_a_stop_is_never_sent(sqlite_engine, monkeypat
 
     engine = sqlite_engine
     venue = paper_account(engine, price="100")
-    monkeypatch.setattr(service.Orders, "submit", lambda self, order_id, **kw: Order.get_by_id(order_id))
+    monkeypatch.setattr(service.Orders, "_submit_admitted", lambda self, order, account: Order.get_by_id(order.id))
     order = engine.place_order("p", "BTC/USDT", "buy", "1", actor="bot")
     monkeypatch.undo()
     assert order.status.value == "PENDING_SUBMIT"
@@ -164,3 +164,23 @@ def test_an_order_in_flight_during_a_stop_is_never_sent(sqlite_engine, monkeypat
     resumed = engine.orders.submit(order.id)  # the sending process continues
     assert resumed.status.value == "CANCELED" and resumed.error_code == "halted"
     assert venue.sent == [] and engine.accounts.get("p").frozen_cash == 0
+
+
+
+def test_a_stop_landing_between_the_commit_and_the_send_of_place_stops_the_order(sqlite_engine, monkeypatch):
+    """`place` re-reads the order's status and the account's state after its commit: a stop that lands in
+    between (another process) keeps the order from being sent."""
+    from tradeguard.orders import service
+
+    engine = sqlite_engine
+    venue = paper_account(engine, price="100")
+    send = service.Orders._submit_admitted
+
+    def stop_first(self, order, account):
+        engine.emergency_stop("p", reason="stop now", source="ops")
+        return send(self, order, account)
+
+    monkeypatch.setattr(service.Orders, "_submit_admitted", stop_first)
+    order = engine.place_order("p", "BTC/USDT", "buy", "1", actor="bot")
+    assert order.status.value == "CANCELED" and order.error_code == "halted"
+    assert venue.sent == []

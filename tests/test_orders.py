@@ -285,7 +285,7 @@ def test_reconcile_after_a_crash_between_commit_and_send(sqlite_engine, monkeypa
 
     engine = sqlite_engine
     venue = paper_account(engine, price="100")
-    monkeypatch.setattr(service.Orders, "submit", lambda self, order_id, **kw: Order.get_by_id(order_id))
+    monkeypatch.setattr(service.Orders, "_submit_admitted", lambda self, order, account: Order.get_by_id(order.id))
     order = engine.place_order("p", "BTC/USDT", "buy", "1", actor="t")
     assert order.status.value == "PENDING_SUBMIT"
     monkeypatch.undo()

@@ -229,7 +229,7 @@ class Orders(Service):
         run_id = getattr(run, "id", run)
         order, assessment = self._admit(account_row.id, prepared, actor=str(actor), reason=reason, run_id=run_id,
                                         bot=bot, max_retries=max_retries, emergency=_emergency)
-        return self._after_admit(order, assessment)
+        return self._after_admit(order, assessment, account_row)
 
     def _prepare(self, account: Account, request: OrderRequest) -> Prepared:
         adapter = self.venues.for_account(account)
@@ -313,7 +313,7 @@ class Orders(Service):
                 tx.after_commit(lambda: self.engine.plugins.fire("on_risk_rejection", order=snapshot, decision=combined))
         return order, assessment
 
-    def _after_admit(self, order: Order, assessment: Assessment) -> Order:
+    def _after_admit(self, order: Order, assessment: Assessment, account: Account) -> Order:
         if order.status is S.REJECTED:
             stops = assessment.wants_emergency_stop()
             if stops:
@@ -327,7 +327,7 @@ class Orders(Service):
             raise ConfirmationRequired(
                 f"order {order.id} waits for confirmation ({assessment.reason()}): "
                 f"run `tradeguard order confirm {order.id} --by NAME`", order_id=order.id)
-        return self.submit(order.id)
+        return self._submit_admitted(order, account)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -338,7 +338,22 @@ class Orders(Service):
         if order.status is not S.PENDING_SUBMIT:
             return order
         account = rows.get(Account, order.account_id)  # fresh: a stop may have landed since the commit
-        state = stricter(account.trading_state, self.engine.trading.installation_state())
+        return self._send(order, account, account.trading_state, actor=actor)
+
+    def _submit_admitted(self, order: Order, account: Account) -> Order:
+        """`submit` of the order `place` just committed: *order* is that row as written and *account* the
+        row `place` read, so only what another process may have changed since is read again — the order's
+        status and the account's trading state (one narrow query instead of two full rows)."""
+        db = self.engine.db
+        fresh = db.execute_sql(_STATUS_AND_STATE.format(p=db.param, l=db.quote[0], r=db.quote[-1]),
+                               (order.id,)).fetchone()
+        if fresh is None or fresh[0] != S.PENDING_SUBMIT.value:
+            return rows.get(Order, order.id)
+        return self._send(order, account, TradingState(fresh[1]), actor="venue")
+
+    def _send(self, order: Order, account: Account, account_state: TradingState, *, actor: str) -> Order:
+        """Send *order* unless the stricter of *account_state* and the installation's state forbids it."""
+        state = stricter(account_state, self.engine.trading.installation_state())
         if state is TradingState.HALTED and not _is_emergency(order):
             return self._set_status(order.id, S.CANCELED, "system", {"reason": "trading state HALTED before send"},
                                     error=("halted", "the account was halted before the order was sent"))
@@ -852,6 +867,10 @@ def reservation_for(context: RiskContext) -> tuple[Decimal, str | None]:
                 return notional, account.quote_currency
             return request.quantity, request.base
         return notional / request.leverage, account.quote_currency
+
+
+_STATUS_AND_STATE = ("SELECT o.status, a.trading_state FROM {l}order{r} o JOIN account a ON a.id = o.account_id "
+                     "WHERE o.id = {p}")
 
 
 def venue_request(order: Order, adapter: Any, account_name: str) -> OrderRequest:

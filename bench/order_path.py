@@ -1,6 +1,7 @@
 """Order hot path: market orders through the Engine on the paper venue vs. the same SQL on the raw driver.
 
-    .venv/bin/python bench/order_path.py [--orders 5000] [--db sqlite|postgresql://USER@HOST:PORT/DBNAME]
+    .venv/bin/python bench/order_path.py [--orders 5000] [--blocks 20]
+                                         [--db sqlite|postgresql://USER@HOST:PORT/DBNAME]
 
 What is measured: ``engine.place_order`` of N market orders (alternating buy
 and sell of 0.001 BTC at a fixed paper price) on a fresh database — SQLite:
@@ -10,15 +11,21 @@ created (and dropped) on the given server — with the default risk rules
 sealed (vault unlocked). Each order is the full guarded path: risk check and
 order intent committed, then the venue, then the fill committed.
 
-Baseline, measured in the same run on the same database: the statements the
-Engine executed for one buy and one sell (captured from peewee's DEBUG log,
+Baseline, measured in the same run: the statements the Engine executed for
+two buys and two sells after its warm-up (captured from peewee's DEBUG log,
 with the transaction boundaries), replayed as pre-built SQL on the raw driver
 (``sqlite3`` / ``psycopg2``), with the per-order unique values (ids, client
-order ids, trade ids, audit sequence numbers) advanced, in the same durable
-transactions — no Python logic at all. The ratio engine/baseline is the
-overhead of everything tradeguard does beyond its unavoidable SQL and
-commits. Prints orders/s, p50/p99 latency, statement and commit counts, and
-per-CPU-second figures (the process's CPU time: meaningful on a loaded machine).
+order ids, trade ids, audit sequence numbers) advanced, in the same two
+durable transactions — no Python logic at all. The replay runs on a second
+database given the same setup and the same first orders through an Engine,
+so it meets the same rows, and the two sides run in alternating blocks
+(engine block, baseline block, …): both databases grow alike (the rate-limit
+and daily-PnL counts scan the same number of rows on both sides), and a
+machine whose speed drifts during the run slows both alike. The ratio
+engine/baseline is the overhead of everything tradeguard does beyond its
+unavoidable SQL and commits. Prints orders/s, p50/p99 latency, statement and
+commit counts, per-CPU-second figures (the process's CPU time) and the spread
+of the per-block ratios.
 """
 
 from __future__ import annotations
@@ -64,15 +71,25 @@ def place(engine: Engine, i: int) -> None:
     engine.place_order(ACCOUNT, SYMBOL, "buy" if i % 2 == 0 else "sell", QTY, actor="bench")
 
 
-def run_engine(engine: Engine, n: int) -> tuple[list[float], float, float]:
-    """Place *n* orders; return per-order latencies (s), wall and CPU seconds."""
-    latencies = []
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for i in range(n):
-        start = time.perf_counter()
-        place(engine, i)
-        latencies.append(time.perf_counter() - start)
-    return latencies, time.perf_counter() - wall0, time.process_time() - cpu0
+class Timing:
+    """Per-order latencies and the wall and CPU seconds of one side, summed over its blocks."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.wall = 0.0
+        self.cpu = 0.0
+        self.blocks: list[float] = []  # wall seconds per order, per block
+
+    def block(self, orders: list[Any], run_one: Any) -> None:
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for order in orders:
+            start = time.perf_counter()
+            run_one(order)
+            self.latencies.append(time.perf_counter() - start)
+        wall = time.perf_counter() - wall0
+        self.wall += wall
+        self.cpu += time.process_time() - cpu0
+        self.blocks.append(wall / max(1, len(orders)))
 
 
 class Capture(logging.Handler):
@@ -117,7 +134,7 @@ class Capture(logging.Handler):
             delattr(self.db, name)
 
 
-def capture(engine: Engine, first: int) -> list[list[tuple[str, Any]]]:
+def capture(engine: Engine, first: int) -> tuple[list[list[tuple[str, Any]]], int]:
     """The statement lists of four orders (buy, sell, buy, sell) placed from order number *first*.
 
     An order that also runs occasional housekeeping (the paper venue prunes its archive every
@@ -131,7 +148,7 @@ def capture(engine: Engine, first: int) -> list[list[tuple[str, Any]]]:
             out.append(cap.items)
         if all([s for s, _ in out[k]] == [s for s, _ in out[k + 2]] for k in (0, 1)):
             break
-    return out
+    return out, first + 4 * attempt + 4  # the captures, and how many orders the account has placed
 
 
 # -- the baseline -----------------------------------------------------------------------------
@@ -242,41 +259,38 @@ def bind(tmpl: list[tuple[str, Any, Any]], step: int, unique: str) -> list[tuple
     return out
 
 
-def run_baseline(connect: Any, dialect: str, pair: list[list[tuple[str, Any, Any]]], n: int
-                 ) -> tuple[list[float], float, float]:
-    """Replay *n* orders (alternating the buy and sell templates) on a raw connection."""
+def baseline_orders(pair: list[list[tuple[str, Any, Any]]], n: int) -> list[list[tuple[str, tuple]]]:
+    """The statements of *n* replayed orders (alternating the buy and sell templates), built before timing:
+    no Python logic inside the timed loop beyond the driver."""
     token = uuid.uuid4().hex[:6]
-    # pre-build every statement list before timing: no Python logic inside the timed loop beyond the driver
-    orders = [bind(pair[i % 2], i // 2 + 1, f"{token}{i}") for i in range(n)]
-    conn = connect()
-    try:
-        cur = conn.cursor()
-        latencies = []
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        for statements in orders:
-            start = time.perf_counter()
-            for sql, params in statements:
-                if sql == BEGIN[0]:
-                    cur.execute("BEGIN IMMEDIATE" if dialect == "sqlite" else "BEGIN")
-                elif sql == COMMIT[0]:
-                    cur.execute("COMMIT")
-                elif sql.startswith("__"):
-                    raise SystemExit(f"unexpected marker {sql} in the captured order")
-                else:
-                    cur.execute(sql, params)
-                    if cur.description is not None:
-                        cur.fetchall()
-            latencies.append(time.perf_counter() - start)
-        return latencies, time.perf_counter() - wall0, time.process_time() - cpu0
-    finally:
-        conn.close()
+    return [bind(pair[i % 2], i // 2 + 1, f"{token}{i}") for i in range(n)]
+
+
+def replayer(conn: Any, dialect: str) -> Any:
+    """A function executing one replayed order's statements on the raw connection *conn*."""
+    cur = conn.cursor()
+    begin = "BEGIN IMMEDIATE" if dialect == "sqlite" else "BEGIN"
+
+    def replay(statements: list[tuple[str, tuple]]) -> None:
+        for sql, params in statements:
+            if sql == BEGIN[0]:
+                cur.execute(begin)
+            elif sql == COMMIT[0]:
+                cur.execute("COMMIT")
+            elif sql.startswith("__"):
+                raise SystemExit(f"unexpected marker {sql} in the captured order")
+            else:
+                cur.execute(sql, params)
+                if cur.description is not None:
+                    cur.fetchall()
+    return replay
 
 
 # -- databases --------------------------------------------------------------------------------
 
 
-def sqlite_target(work: Path) -> tuple[str, Any, Any]:
-    path = work / "bench.db"
+def sqlite_target(work: Path, name: str) -> tuple[str, Any, Any]:
+    path = work / f"{name}.db"
 
     def raw() -> Any:
         conn = sqlite3.connect(path, isolation_level=None, timeout=30)
@@ -332,22 +346,52 @@ def count(statements: list[tuple[str, Any]]) -> tuple[int, int]:
     return sum(1 for s, _ in statements if _is_plain_sql(s)), sum(1 for s, _ in statements if s == COMMIT[0])
 
 
-def bench(backend: str, url: str, raw: Any, home: Path, n: int, show: bool = False) -> None:
+WARM_UP = 20
+
+
+def history(url: str, home: Path, orders: int) -> None:
+    """The baseline's database: the same setup and the same *orders* first orders as the Engine's, so the
+    replayed statements meet the same rows and the ids and sequence numbers they advance line up."""
     with Engine.open(url, home=home, load_entrypoints=False, master_key=MASTER_KEY) as engine:
         with use_database(engine.db):
             setup(engine)
-            for i in range(20):  # warm-up: caches, first position row, prepared statements
+            for i in range(orders):
                 place(engine, i)
-            latencies, wall, cpu = run_engine(engine, n)
-            captured = capture(engine, 20 + n)
+
+
+def bench(backend: str, targets: list[tuple[str, Any, Any]], work: Path, n: int, blocks: int,
+          show: bool = False) -> None:
+    """Engine and baseline on two databases with the same history, timed in alternating blocks of orders
+    (a machine whose speed drifts during the run slows both alike)."""
+    (url, _, _), (base_url, base_raw, _) = targets
+    dialect = "sqlite" if backend == "SQLite" else "postgres"
+    engine_side, base_side = Timing(), Timing()
+    with Engine.open(url, home=_home(work, "engine"), load_entrypoints=False, master_key=MASTER_KEY) as engine:
+        with use_database(engine.db):
+            setup(engine)
+            for i in range(WARM_UP):  # warm-up: caches, first position row, prepared statements
+                place(engine, i)
+            captured, placed = capture(engine, WARM_UP)
+        history(base_url, _home(work, "baseline"), placed)
+        statements, commits = count(captured[0])
+        sell_statements, sell_commits = count(captured[1])
+        regrouped = [two_transactions(items) for items in captured]
+        pair = [template(regrouped[0], regrouped[2]), template(regrouped[1], regrouped[3])]
+        replays = baseline_orders(pair, n)
+        conn = base_raw()
+        try:
+            replay = replayer(conn, dialect)
+            size = -(-n // blocks)
+            with use_database(engine.db):
+                for first in range(0, n, size):
+                    numbers = range(placed + first, placed + min(n, first + size))
+                    engine_side.block(list(numbers), lambda i: place(engine, i))
+                    base_side.block(replays[first: first + size], replay)
+        finally:
+            conn.close()
         report = engine.audit.verify(record=False)
         if not (report.ok and report.keyed and report.unsealed == 0):
             raise SystemExit(f"the audit chain does not verify sealed after the run: {report.message}")
-    statements, commits = count(captured[0])
-    sell_statements, sell_commits = count(captured[1])
-    regrouped = [two_transactions(items) for items in captured]
-    pair = [template(regrouped[0], regrouped[2]), template(regrouped[1], regrouped[3])]
-    base_latencies, base_wall, base_cpu = run_baseline(raw, "sqlite" if backend == "SQLite" else "postgres", pair, n)
 
     load = os.getloadavg()[0]
     print(f"{backend}: {n} market orders, default rules, sealed audit "
@@ -355,11 +399,14 @@ def bench(backend: str, url: str, raw: Any, home: Path, n: int, show: bool = Fal
     print(f"  statements per order: engine {statements} (buy) / {sell_statements} (sell), "
           f"commits {commits} / {sell_commits} (durable: {durable_commits(captured[0])}); baseline replays the same "
           f"statements in 2 durable transactions ({count(regrouped[0])[0]} / {count(regrouped[1])[0]} statements)")
-    engine_fig = summary("engine", latencies, wall, cpu)
-    base_fig = summary("baseline", base_latencies, base_wall, base_cpu)
+    engine_fig = summary("engine", engine_side.latencies, engine_side.wall, engine_side.cpu)
+    base_fig = summary("baseline", base_side.latencies, base_side.wall, base_side.cpu)
+    per_block = sorted(e / b for e, b in zip(engine_side.blocks, base_side.blocks))
     print(f"  ratio engine/baseline: {base_fig['rate'] / engine_fig['rate']:.2f}x wall time per order, "
           f"p99 {engine_fig['p99'] / base_fig['p99']:.2f}x, {base_fig['cpu_rate'] / engine_fig['cpu_rate']:.2f}x CPU "
           f"per order; audit chain verified ({report.entries} sealed entries)")
+    print(f"  per block of {-(-n // blocks)} orders (engine block, then baseline block, alternating): ratio "
+          f"min {per_block[0]:.2f}x, median {statistics.median(per_block):.2f}x, max {per_block[-1]:.2f}x")
     if show:
         for sql, params in captured[0]:
             text = f"{sql}  {params if params else ''}"
@@ -372,26 +419,34 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite",
                         help="'sqlite' (a temp file) or a PostgreSQL server URL; a scratch database is created "
                              "there and dropped afterwards, e.g. postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--blocks", type=int, default=20,
+                        help="alternate engine and baseline in this many blocks of orders (default 20)")
     parser.add_argument("--show-statements", action="store_true", help="print the captured statements of one buy")
     args = parser.parse_args()
     if args.orders < 2:
         parser.error("--orders: at least 2")
+    if not 1 <= args.blocks <= args.orders:
+        parser.error("--blocks: from 1 to --orders")
+    if args.db != "sqlite" and not args.db.startswith(("postgres://", "postgresql://")):
+        parser.error("--db: 'sqlite' or a postgresql:// URL")
     work = Path(tempfile.mkdtemp(prefix="tg-order-bench-"))
-    drop = None
+    targets: list[tuple[str, Any, Any]] = []
     try:
-        home = work / "home"
-        home.mkdir(mode=0o700)
-        if args.db == "sqlite":
-            backend, (url, raw, drop) = "SQLite", sqlite_target(work)
-        elif args.db.startswith(("postgres://", "postgresql://")):
-            backend, (url, raw, drop) = "PostgreSQL", postgres_target(args.db)
-        else:
-            parser.error("--db: 'sqlite' or a postgresql:// URL")
-        bench(backend, url, raw, home, args.orders, args.show_statements)
+        for name in ("engine", "baseline"):
+            targets.append(sqlite_target(work, name) if args.db == "sqlite" else postgres_target(args.db))
+        bench("SQLite" if args.db == "sqlite" else "PostgreSQL", targets, work, args.orders, args.blocks,
+              args.show_statements)
     finally:
-        if drop is not None:
-            drop()
+        for _, _, drop in targets:
+            if drop is not None:
+                drop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _home(work: Path, name: str) -> Path:
+    home = work / f"home-{name}"
+    home.mkdir(mode=0o700)
+    return home
 
 
 if __name__ == "__main__":

@@ -207,3 +207,24 @@ def _default(value: Any) -> Any:
 def dumps(value: Any) -> str:
     """Compact, sorted JSON with Decimals as exact strings."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_default, ensure_ascii=False)
+
+
+def db_converter(field: peewee.Field, backend: str) -> Any:
+    """``field.db_value`` for *backend*, with the common case of each field type inlined: a Decimal, an
+    aware UTC datetime, an enum member, an int or a str already in the column's form. Anything else goes
+    through ``field.db_value`` itself, so the stored values are the same (used by pre-built statements)."""
+    db_value = field.db_value
+    if isinstance(field, peewee.ForeignKeyField):
+        field = field.rel_field
+    if isinstance(field, DecimalField) and backend == "sqlite":
+        return lambda v: plain(v) if type(v) is Decimal and v.is_finite() else db_value(v)
+    if isinstance(field, UTCDateTimeField) and backend == "sqlite":
+        return lambda v: isoformat(v) if type(v) is datetime and v.tzinfo is timezone.utc else db_value(v)
+    if isinstance(field, EnumField):
+        kind = field.enum_class
+        return lambda v: v._value_ if type(v) is kind else db_value(v)
+    if type(field).db_value is peewee.Field.db_value and isinstance(field, peewee.IntegerField):
+        return lambda v: v if type(v) is int else db_value(v)
+    if type(field).db_value is peewee.Field.db_value and isinstance(field, (peewee.CharField, peewee.TextField)):
+        return lambda v: v if type(v) is str else db_value(v)
+    return db_value

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import peewee
 
 from tradeguard.storage import backend_of, database
-from tradeguard.storage.fields import JSONField, JSONText
+from tradeguard.storage.fields import JSONField, JSONText, db_converter
 
 M = TypeVar("M", bound=peewee.Model)
 
@@ -106,7 +106,8 @@ def save(instance: peewee.Model, *, only_dirty: bool = False) -> int:
     model = type(instance)
     data = instance.__data__
     columns = frozenset(instance._dirty if only_dirty else data)
-    key = ("save", model, columns, db.param, db.quote)
+    backend = backend_of(db)
+    key = ("save", model, columns, backend, db.param, db.quote)
     plan = _updates.get(key)
     if plan is None:
         meta = model._meta
@@ -114,7 +115,7 @@ def save(instance: peewee.Model, *, only_dirty: bool = False) -> int:
         fields = tuple(f for f in meta.sorted_fields if f is not pk_field and f.name in columns)
         sets = ", ".join(f"{_q(db, f.column_name)} = {db.param}" for f in fields)
         sql = f"UPDATE {_q(db, meta.table_name)} SET {sets} WHERE {_q(db, pk_field.column_name)} = {db.param}"
-        plan = (sql if fields else "", tuple((f.name, f.db_value) for f in (*fields, pk_field)))
+        plan = (sql if fields else "", tuple((f.name, db_converter(f, backend)) for f in (*fields, pk_field)))
         with _lock:
             _updates[key] = plan
     sql, converters = plan
@@ -152,8 +153,9 @@ def create(model: type[M], **values: Any) -> M:
         instance = model(**values)
         data = instance.__data__
     pk_field = meta.primary_key
-    postgres = backend_of(db) == "postgres"
-    key = ("create", model, tuple(data), data.get(pk_field.name) is None, db.param, db.quote, postgres)
+    backend = backend_of(db)
+    postgres = backend == "postgres"
+    key = ("create", model, tuple(data), data.get(pk_field.name) is None, backend, db.param, db.quote)
     plan = _inserts.get(key)
     if plan is None:
         fields = tuple(f for f in meta.sorted_fields if f.name in data and not (f is pk_field and data[f.name] is None))
@@ -161,7 +163,7 @@ def create(model: type[M], **values: Any) -> M:
         marks = ", ".join([db.param] * len(fields))
         returning = f" RETURNING {_q(db, pk_field.column_name)}" if postgres else ""
         plan = (f"INSERT INTO {_q(db, meta.table_name)} ({columns}) VALUES ({marks}){returning}",
-                tuple((f.name, f.db_value) for f in fields))
+                tuple((f.name, db_converter(f, backend)) for f in fields))
         with _lock:
             _inserts[key] = plan
     sql, converters = plan

@@ -151,3 +151,38 @@ def test_hot_path_rows_read_like_peewee_rows(engine):
         changed.settings["c"] = 3  # decoded on access: changes in place are kept like any dict
         rows.save(changed)
         assert Account.get_by_id(account.id).settings == {"a": None, "b": [1, "2"], "c": 3}
+
+
+def test_pre_built_statement_conversions_store_what_peewee_stores(engine):
+    """`fields.db_converter` (the order path's inlined conversions) gives exactly ``field.db_value`` for
+    every field of every table, for the common values and the odd ones (and raises where it raises)."""
+    from datetime import timedelta
+
+    from tradeguard.storage import backend_of
+    from tradeguard.storage.fields import db_converter
+    from tradeguard.storage.models import ALL_MODELS
+    from tradeguard.types import OrderStatus, Side
+
+    berlin = timezone(timedelta(hours=1))
+    samples = [None, 0, 7, True, "7", "abc", "1.50", Decimal("1.50"), Decimal("-0"), Decimal("1E-18"),
+               Decimal("NaN"), 1.5, datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc),
+               datetime(2026, 1, 2, 3, 4, 5, tzinfo=berlin), datetime(2026, 1, 2), "2026-01-02T03:04:05Z",
+               Side.BUY, OrderStatus.FILLED, "buy", {"b": [1, Decimal("2.0")]}]
+
+    def outcome(function, value):
+        try:
+            return ("ok", function(value))
+        except Exception as exc:  # noqa: BLE001 - the same failure is what is compared
+            return ("error", type(exc))
+
+    with use_database(engine.db):
+        backend = backend_of(engine.db)
+        checked = 0
+        for model in ALL_MODELS:
+            for field in model._meta.sorted_fields:
+                fast = db_converter(field, backend)
+                for value in samples:
+                    expected, got = outcome(field.db_value, value), outcome(fast, value)
+                    assert got == expected and type(got[1]) is type(expected[1]), (model.__name__, field.name, value)
+                    checked += 1
+    assert checked > 1000

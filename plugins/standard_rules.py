@@ -16,7 +16,8 @@ from typing import Any, Mapping
 
 from tradeguard.hookspecs import hookimpl
 from tradeguard.money import plain
-from tradeguard.types import Decision, MarketKind, OrderRequest, SettingSpec, Side, TradingMode, TradingState
+from tradeguard.types import (Decision, MarketKind, OrderRequest, OrderType, SettingSpec, Side, TradingMode,
+                              TradingState)
 
 WARN_AT = SettingSpec("warn_at", Decimal, default="0.8", help="fraction of the limit that logs a WARNING")
 CTX = decimal.Context(prec=60)
@@ -181,7 +182,7 @@ class SlippageTolerance(Rule):
                    "account slippage_tolerance; the reference is the order's price if given, else the last price")
 
     def check(self, request, context, settings):
-        if request.type.value != "market":
+        if request.type != OrderType.MARKET:
             return Decision.allow("limit order")
         ticker = context.ticker
         if ticker is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from decimal import Decimal
-from functools import cached_property
 from typing import Any
 
 from tradeguard.clock import utcnow
@@ -29,14 +28,41 @@ _ACTIVE = tuple(sorted(s.value for s in ACTIVE_STATUSES))
 _ACTIVE_WHERE = "account_id = {p} AND status IN (" + ", ".join(["{p}"] * len(_ACTIVE)) + ")"
 _RECENT = ("SELECT COUNT(*) FROM {l}order{r} WHERE account_id = {p} AND created_at >= {p} AND status != {p} "
            "AND imported = {p}")
+_REJECTED = OrderStatus.REJECTED.value
 
 
 class MissingData(TradeguardError):
     """A rule needs a number that is not available (no ticker, no balance …)."""
 
 
+class cached_per_context:  # noqa: N801 - used like functools.cached_property
+    """`functools.cached_property` without its lock: computed on first access, then read from the
+    instance's ``__dict__`` (a context is used by one thread, inside the account lock)."""
+
+    def __init__(self, func: Any):
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.func(instance)
+        return value
+
+
+_STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
+
 class RiskContext:
     """The data rules check a request against (one per request, inside the lock).
+
+    Database reads and the numbers derived only from them and the request (position, whether
+    the order reduces it, unrealized PnL) are computed once per context; numbers that read the
+    account row (cash, trading state) are computed on each access.
 
     :ivar account: the account row (locked).
     :ivar request: the `OrderRequest`.
@@ -66,8 +92,8 @@ class RiskContext:
     @property
     def trading_state(self) -> TradingState:
         """The stricter of the account's and the installation's state."""
-        order = [TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED]
-        return max(self.account.trading_state, self.installation_state, key=order.index)
+        account, installation = self.account.trading_state, self.installation_state
+        return installation if _STRICTNESS[installation] > _STRICTNESS[account] else account
 
     @property
     def is_live(self) -> bool:
@@ -96,22 +122,23 @@ class RiskContext:
 
     # -- orders and positions --------------------------------------------------------------
 
-    @cached_property
+    @cached_per_context
     def open_orders(self) -> list[Order]:
         """The account's orders that still count (awaiting confirmation, submit, or open)."""
         found = rows.select(Order, _ACTIVE_WHERE, (self.account.id, *_ACTIVE))
         return [o for o in found if o.id != self.exclude_order]
 
-    @cached_property
+    @cached_per_context
     def positions(self) -> list[Position]:
         """Non-flat positions."""
         return [p for p in rows.select(Position, "account_id = {p}", (self.account.id,)) if p.quantity != 0]
 
-    @property
+    @cached_per_context
     def position_quantity(self) -> Decimal:
         """Signed quantity held in the request's symbol."""
+        symbol, market = self.request.symbol, self.request.market
         for position in self.positions:
-            if position.symbol == self.request.symbol and position.market == self.request.market:
+            if position.symbol == symbol and position.market == market:
                 return position.quantity
         return ZERO
 
@@ -135,7 +162,7 @@ class RiskContext:
         signed_pending = same_side if self.request.side is Side.BUY else -same_side
         return self.position_quantity + signed_pending + self.signed_quantity
 
-    @property
+    @cached_per_context
     def is_reducing(self) -> bool:
         """True if the order only reduces the current position (or is reduce-only)."""
         if self.request.reduce_only:
@@ -163,13 +190,19 @@ class RiskContext:
     @property
     def total_exposure(self) -> Decimal:
         """Σ |quantity| × mark price over open positions (quote currency)."""
+        total = ZERO
         with decimal.localcontext(CONTEXT):
-            return sum((abs(p.quantity) * self._mark(p) for p in self.positions), ZERO)
+            for p in self.positions:
+                total += abs(p.quantity) * self._mark(p)
+        return total
 
-    @property
+    @cached_per_context
     def unrealized_pnl(self) -> Decimal:
+        total = ZERO
         with decimal.localcontext(CONTEXT):
-            return sum(((self._mark(p) - p.average_cost) * p.quantity for p in self.positions), ZERO)
+            for p in self.positions:
+                total += (self._mark(p) - p.average_cost) * p.quantity
+        return total
 
     # -- money -----------------------------------------------------------------------------
 
@@ -186,10 +219,13 @@ class RiskContext:
 
     @property
     def equity(self) -> Decimal:
+        total = ZERO
         with decimal.localcontext(CONTEXT):
-            return self.account.current_cash + sum((p.quantity * self._mark(p) for p in self.positions), ZERO)
+            for p in self.positions:
+                total += p.quantity * self._mark(p)
+            return self.account.current_cash + total
 
-    @cached_property
+    @cached_per_context
     def realized_pnl_today(self) -> Decimal:
         """Realized PnL minus quote-currency fees of trades since 00:00 UTC (a running figure, `daily`)."""
         midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -212,7 +248,7 @@ class RiskContext:
         since = utcnow() - dt.timedelta(seconds=seconds)
         db = database.obj
         sql = _RECENT.format(p=db.param, l=db.quote[0], r=db.quote[1])
-        params: tuple = (self.account.id, Order.created_at.db_value(since), OrderStatus.REJECTED.value, False)
+        params: tuple = (self.account.id, Order.created_at.db_value(since), _REJECTED, False)
         if cap is not None:
             sql = f"SELECT COUNT(*) FROM ({sql.replace('COUNT(*)', '1', 1)} LIMIT {int(cap)}) AS recent"
         return int(db.execute_sql(sql, params).fetchone()[0])

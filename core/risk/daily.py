@@ -42,28 +42,32 @@ def realized_since(db: peewee.Database, account_id: int, since: datetime, quote:
     count, top = int(count or 0), int(top or 0)
     key = (account_id, since, quote)
     with _lock:
-        cached = _running.setdefault(db, {}).get(key)
+        entries = _running.get(db)  # published dicts are never changed: read outside the lock
+    cached = entries.get(key) if entries is not None else None
     if cached is not None and cached[:2] == (count, top):
         return cached[2]
     base_count, base_top, total = cached if cached is not None and count > cached[0] else (0, 0, ZERO)
     rows = db.execute_sql(_ROWS.format(p), (account_id, stamp, base_top)).fetchall()
     if base_count + len(rows) != count:  # something changed below the last id seen: start over
-        base_count, total = 0, ZERO
+        base_count, base_top, total = 0, 0, ZERO
         rows = db.execute_sql(_ROWS.format(p), (account_id, stamp, 0)).fetchall()
-    total += _sum(rows, quote)
+    added, top = _sum(rows, quote, base_top)
+    total += added
     count = base_count + len(rows)
-    top = max((r[0] for r in rows), default=base_top)
     with _lock:
-        entries = _running.setdefault(db, {})
+        entries = _running.get(db) or {}
         entries = {k: v for k, v in entries.items() if k[1] == since}  # yesterday's figures go
         entries[key] = (count, top, total)
         _running[db] = entries
     return total
 
 
-def _sum(rows: list[Any], quote: str) -> Decimal:
+def _sum(rows: list[Any], quote: str, top: int) -> tuple[Decimal, int]:
+    """(Σ realized PnL − quote-currency fees, the highest id seen: *top* or above) over *rows*."""
     pnl, fee = Trade.realized_pnl.python_value, Trade.fee.python_value
     total = ZERO
-    for _, realized, paid, currency in rows:
+    for row_id, realized, paid, currency in rows:
         total += pnl(realized) - (fee(paid) if currency in (None, quote) else ZERO)
-    return total
+        if row_id > top:
+            top = row_id
+    return total, top

@@ -30,7 +30,7 @@ log = logging.getLogger("tradeguard.risk")
 #: A rule slower than this (seconds) is treated as failed: the order is blocked.
 RULE_TIMEOUT = 2.0
 BUILTIN_RULE_PLUGIN = "standard_rules"
-_CONFIG_SQL = "SELECT rule, enabled, settings FROM risk_rule_config WHERE account_id = {0}"
+_CONFIG_SQL = "SELECT rule, enabled, settings FROM risk_rule_config WHERE account_id = {0} ORDER BY rule"
 
 
 @dataclass(frozen=True)
@@ -48,58 +48,88 @@ class RuleState:
 
 @dataclass
 class Assessment:
-    """Every rule's decision on one request, and the combined verdict."""
+    """Every rule's decision on one request, and the combined verdict.
+
+    The verdict and the groups (blocks, confirmations, warnings) are sorted out
+    once per list of results, and again whenever `results` changes.
+    """
 
     results: list[tuple[str, Decision]] = field(default_factory=list)
+    _sorted: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _groups(self) -> tuple[tuple, Verdict, tuple, tuple, tuple]:
+        """(the results sorted out, verdict, blocks, confirmations, warnings)."""
+        results = tuple(self.results)
+        cached = self._sorted
+        if cached is not None and cached[0] == results:
+            return cached
+        blocks, confirmations, warnings = [], [], []
+        any_block = any_confirm = False
+        for item in results:
+            decision = item[1]
+            verdict = decision.verdict
+            any_block = any_block or verdict == Verdict.BLOCK
+            any_confirm = any_confirm or verdict == Verdict.CONFIRM
+            if verdict is Verdict.BLOCK:
+                blocks.append(item)
+            elif verdict is Verdict.CONFIRM:
+                confirmations.append(item)
+            elif verdict is Verdict.ALLOW and decision.severity is Severity.WARNING:
+                warnings.append(item)
+        verdict = Verdict.BLOCK if any_block else Verdict.CONFIRM if any_confirm else Verdict.ALLOW
+        self._sorted = (results, verdict, tuple(blocks), tuple(confirmations), tuple(warnings))
+        return self._sorted
 
     @property
     def blocks(self) -> list[tuple[str, Decision]]:
-        return [(n, d) for n, d in self.results if d.verdict is Verdict.BLOCK]
+        return list(self._groups()[2])
 
     @property
     def confirmations(self) -> list[tuple[str, Decision]]:
-        return [(n, d) for n, d in self.results if d.verdict is Verdict.CONFIRM]
+        return list(self._groups()[3])
 
     @property
     def warnings(self) -> list[tuple[str, Decision]]:
-        return [(n, d) for n, d in self.results if d.verdict is Verdict.ALLOW and d.severity is Severity.WARNING]
+        return list(self._groups()[4])
 
     @property
     def verdict(self) -> Verdict:
-        verdicts = {d.verdict for _, d in self.results}
-        if Verdict.BLOCK in verdicts:
-            return Verdict.BLOCK
-        if Verdict.CONFIRM in verdicts:
-            return Verdict.CONFIRM
-        return Verdict.ALLOW
+        return self._groups()[1]
 
     def reason(self) -> str:
         """One line: the blocking (or confirming) rules and their reasons."""
-        chosen = self.blocks or self.confirmations or self.warnings
+        _, _, blocks, confirmations, warnings = self._groups()
+        chosen = blocks or confirmations or warnings
         return "; ".join(f"{name}: {decision.reason}" for name, decision in chosen)
 
     def combined(self) -> Decision:
         """A single `Decision` for event hooks (every rule's verdict in its metrics)."""
-        chosen = self.blocks or self.confirmations
+        _, verdict, blocks, confirmations, _ = self._groups()
+        chosen = blocks or confirmations
         severity = max((d.severity for _, d in chosen), default=Severity.INFO,
                        key=[Severity.INFO, Severity.WARNING, Severity.CRITICAL].index)
-        return Decision(self.verdict, rule=",".join(n for n, _ in chosen), reason=self.reason(), severity=severity,
+        return Decision(verdict, rule=",".join(n for n, _ in chosen), reason=self.reason(), severity=severity,
                         metrics={"rules": self.details()["rules"]})
 
     def details(self) -> dict[str, Any]:
         """JSON-ready: stored on the order as its risk decision."""
+        # `_value_` is what Enum.value returns, read without the property call
         return {
-            "verdict": self.verdict.value,
+            "verdict": self.verdict._value_,
             "rules": [
-                {"rule": name, "verdict": d.verdict.value, "severity": d.severity.value, "reason": d.reason,
-                 "metrics": {k: _jsonable(v) for k, v in d.metrics.items()}}
+                {"rule": name, "verdict": d.verdict._value_, "severity": d.severity._value_, "reason": d.reason,
+                 "metrics": _json_metrics(d.metrics) if d.metrics else {}}
                 for name, d in self.results
             ],
         }
 
     def wants_emergency_stop(self) -> list[str]:
         """Rules that asked for an automatic emergency stop."""
-        return [n for n, d in self.blocks if d.metrics.get("trigger_emergency_stop")]
+        return [n for n, d in self._groups()[2] if d.metrics.get("trigger_emergency_stop")]
+
+
+#: Types `_jsonable` returns unchanged (they have no ``value`` attribute)
+_AS_IS = frozenset({str, int, float, bool, type(None)})
 
 
 def _jsonable(value: Any) -> Any:
@@ -108,14 +138,23 @@ def _jsonable(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
+def _json_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``{k: _jsonable(v)}``, with the common types (Decimal, str, int …) converted inline."""
+    out = {}
+    for key, value in metrics.items():
+        kind = value.__class__
+        out[key] = plain(value) if kind is Decimal else value if kind in _AS_IS else _jsonable(value)
+    return out
+
+
 class RiskEngine:
     """Rule configuration per account and evaluation of requests (``engine.risk``)."""
 
     def __init__(self, engine: Any):
         self.engine = engine
-        # account id -> (registrations, stored config rows, states): `evaluate` reuses the validated
-        # settings while neither the registered rules nor the account's stored configuration changed
-        self._evaluated: dict[int, tuple[tuple[Registration, ...], list[tuple], list[RuleState]]] = {}
+        # account id -> (rule registry, its size, stored config rows, states): `evaluate` reuses the
+        # validated settings while neither the registered rules nor the account's stored configuration changed
+        self._evaluated: dict[int, tuple[Any, int, list[tuple], list[RuleState]]] = {}
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -143,18 +182,18 @@ class RiskEngine:
 
     def _states_for_check(self, account: Account) -> list[RuleState]:
         """`states`, validated once per stored configuration: the check path reads only the raw
-        config rows and reuses the states built from identical rows (rules must not change settings)."""
-        registrations = tuple(self._registrations())
+        config rows and reuses the states built from identical rows (rules must not change settings)
+        while the rule registry is the same (a registry only grows; plugin changes replace it)."""
+        registry = self.engine.plugins.risk_rules
         db = database.obj
         raw = db.execute_sql(_CONFIG_SQL.format(db.param), (account.id,)).fetchall()
-        raw = sorted((rule, bool(enabled), settings) for rule, enabled, settings in raw)
         cached = self._evaluated.get(account.id)
-        if cached is not None and cached[1] == raw and len(cached[0]) == len(registrations) \
-                and all(a is b for a, b in zip(cached[0], registrations)):
-            return cached[2]
+        if cached is not None and cached[0] is registry and cached[1] == len(registry) and cached[2] == raw:
+            return cached[3]
+        registrations = list(registry)
         configs = {c.rule: c for c in rows.select(RiskRuleConfig, "account_id = {p}", (account.id,))}
         states = self._build_states(registrations, configs)
-        self._evaluated[account.id] = (registrations, raw, states)
+        self._evaluated[account.id] = (registry, len(registrations), raw, states)
         return states
 
     def _build_states(self, registrations: Any, configs: dict[str, RiskRuleConfig]) -> list[RuleState]:
@@ -176,50 +215,63 @@ class RiskEngine:
     # -- evaluation -------------------------------------------------------------------------
 
     def evaluate(self, context: RiskContext, *, skip_confirmation: bool = False) -> Assessment:
-        """Run every enabled rule for *context* (inside the account lock)."""
-        assessment = Assessment()
-        for state in self._states_for_check(context.account):
+        """Run every enabled rule for *context* (inside the account lock), failing closed.
+
+        Each rule's time runs from the end of the previous rule's check (one clock read per rule).
+        """
+        states = self._states_for_check(context.account)
+        results: list[tuple[str, Decision]] = []
+        request = context.request
+        clock = time.monotonic
+        started = clock()
+        for state in states:
             if not state.enabled:
                 continue
-            decision = self._run(state, context)
+            name, settings = state.name, state.settings
+            if "__invalid__" in settings:
+                decision = Decision.block(f"rule {name} has invalid settings: {settings['__invalid__']}")
+            else:
+                try:
+                    decision = state.rule.check(request, context, settings)
+                except Exception as exc:
+                    decision = self._failed(name, exc)
+                    started = clock()
+                else:
+                    finished = clock()
+                    elapsed, started = finished - started, finished
+                    if elapsed > RULE_TIMEOUT:
+                        decision = Decision.block(f"rule {name} timed out ({elapsed:.1f}s > {RULE_TIMEOUT}s)")
+                    elif decision.__class__ is not Decision and not isinstance(decision, Decision):
+                        decision = Decision.block(f"rule {name} returned {type(decision).__name__}, not a Decision")
             if skip_confirmation and decision.verdict is Verdict.CONFIRM:
-                decision = Decision(Verdict.ALLOW, rule=state.name, reason=f"confirmed ({decision.reason})",
+                decision = Decision(Verdict.ALLOW, rule=name, reason=f"confirmed ({decision.reason})",
                                     metrics=decision.metrics)
-            assessment.results.append((state.name, decision))
-        return assessment
+            results.append((name, decision))
+        return Assessment(results)
 
-    def _run(self, state: RuleState, context: RiskContext) -> Decision:
-        if "__invalid__" in state.settings:
-            return Decision.block(f"rule {state.name} has invalid settings: {state.settings['__invalid__']}")
-        started = time.monotonic()
-        try:
-            decision = state.rule.check(context.request, context, state.settings)
-        except MissingData as exc:
-            return Decision.block(f"rule {state.name} cannot check the order: {exc}", error=str(exc))
-        except Exception as exc:
-            log.error("risk rule %s failed: %s", state.name, exc)
-            first = (str(exc).splitlines() or [""])[0]
-            return Decision.block(f"rule {state.name} failed: {type(exc).__name__}: {first}", error=first)
-        elapsed = time.monotonic() - started
-        if elapsed > RULE_TIMEOUT:
-            return Decision.block(f"rule {state.name} timed out ({elapsed:.1f}s > {RULE_TIMEOUT}s)")
-        if not isinstance(decision, Decision):
-            return Decision.block(f"rule {state.name} returned {type(decision).__name__}, not a Decision")
-        return decision
+    @staticmethod
+    def _failed(name: str, exc: Exception) -> Decision:
+        """The block for a rule that raised: MissingData, or any other error (logged)."""
+        if isinstance(exc, MissingData):
+            return Decision.block(f"rule {name} cannot check the order: {exc}", error=str(exc))
+        log.error("risk rule %s failed: %s", name, exc)
+        first = (str(exc).splitlines() or [""])[0]
+        return Decision.block(f"rule {name} failed: {type(exc).__name__}: {first}", error=first)
 
     def record(self, context: RiskContext, assessment: Assessment, order: Order | None, *, action: str,
                result: str) -> None:
         """Write a ``risk_log`` row for every block, confirmation and warning."""
-        rows = [("BLOCK", n, d) for n, d in assessment.blocks]
-        rows += [("CONFIRM", n, d) for n, d in assessment.confirmations]
-        rows += [("WARNING", n, d) for n, d in assessment.warnings]
-        if not rows:
+        _, _, blocks, confirmations, warnings = assessment._groups()
+        if not (blocks or confirmations or warnings):
             return
+        rows = [("BLOCK", n, d) for n, d in blocks]
+        rows += [("CONFIRM", n, d) for n, d in confirmations]
+        rows += [("WARNING", n, d) for n, d in warnings]
         numbers = context.snapshot()
         for event_type, name, decision in rows:
             RiskLog.create(
                 account=context.account.id, order=order.id if order is not None else None, rule=name,
                 event_type=event_type, severity=decision.severity.value, message=decision.reason,
                 action_taken=action if event_type != "WARNING" else "none", action_result=result,
-                metrics={k: _jsonable(v) for k, v in decision.metrics.items()}, **numbers,
+                metrics=_json_metrics(decision.metrics), **numbers,
             )

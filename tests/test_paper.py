@@ -378,3 +378,100 @@ def test_the_book_row_does_not_grow_with_the_number_of_closed_orders(engine, pap
     paper.tick()  # a pass that changes nothing writes nothing
     paper.fetch_order_by_client_id("BTC/USDT", "c00239")
     assert book_row(engine) == (later, updated)
+
+
+# -- the order hot path: what is cached or skipped must not change what callers see ----------------
+
+import dataclasses  # noqa: E402
+
+from tradeguard.plugins.paper import exchange as paper_exchange  # noqa: E402
+
+
+def test_venue_orders_built_directly_equal_the_validated_constructors(engine, monkeypatch):
+    assert paper_exchange.DIRECT_BUILD  # VenueOrder / Fill still have the fields the venue fills in
+    def scenario(name):
+        paper = venue(engine, name=name, liquidity="150")
+        results = [paper.create_order(req("buy", "1"), "c1"), paper.create_order(req("sell", "0.5"), "c2"),
+                   paper.create_order(req("buy", "3", "limit", "100"), "c3"),  # partially filled, stays live
+                   paper.create_order(req("buy", "1", "limit", "50"), "c4")]  # rests
+        results.append(paper.cancel_order("BTC/USDT", None, "c4"))
+        results += paper.fetch_open_orders()
+        results.append(paper.fetch_order_by_client_id("BTC/USDT", "c1"))
+        return results
+    with use_database(engine.db):
+        direct = scenario("direct")
+        monkeypatch.setattr(paper_exchange, "DIRECT_BUILD", False)
+        constructed = scenario("constructed")
+    assert len(direct) == len(constructed) >= 6
+    for fast, slow in zip(direct, constructed):
+        assert type(fast) is type(slow)
+        # the constructor's own conversions leave a directly built order as it is, field by field
+        assert repr(dataclasses.replace(fast)) == repr(fast)
+        for fill in fast.fills:
+            assert repr(dataclasses.replace(fill)) == repr(fill) and type(fill.side) is type(slow.side)
+        same = {f.name for f in dataclasses.fields(fast)} - {"exchange_order_id", "fills", "timestamp"}
+        assert {n: getattr(fast, n) for n in same} == {n: getattr(slow, n) for n in same}
+        assert [(f.price, f.quantity, f.fee, f.fee_rate, f.taker, f.side) for f in fast.fills] == \
+            [(f.price, f.quantity, f.fee, f.fee_rate, f.taker, f.side) for f in slow.fills]
+
+
+def test_what_the_constructors_refuse_is_still_refused(engine):
+    from tradeguard.errors import ValidationError
+
+    with use_database(engine.db):
+        paper = venue(engine, maker_fee="-0.001")  # a maker rebate: a negative fee, which a Fill refuses
+        resting = paper.create_order(req("buy", "1", "limit", "95"), "c1")
+        paper.set_price("BTC/USDT", "94")
+        with pytest.raises(ValidationError, match="fee"):
+            paper.fetch_order("BTC/USDT", resting.exchange_order_id)
+
+
+def test_another_adapter_s_writes_are_seen_by_the_cached_book(engine):
+    with use_database(engine.db):
+        first, second = venue(engine), venue(engine)  # two processes sharing the book
+        first.create_order(req("buy", "1"), "c1")
+        second.create_order(req("buy", "2"), "c2")
+        assert {b.asset: b.free for b in first.fetch_balance()}["BTC"] == 3
+        first.set_price("BTC/USDT", "120")
+        assert second.fetch_ticker("BTC/USDT").last == 120  # the read-only ticker path compares the text too
+        with pytest.raises(VenueRejected) as info:  # the other adapter archived c2: a point query finds it
+            first.create_order(req("buy", "1"), "c2")
+        assert info.value.code == "duplicate_client_order_id"
+        resting = second.create_order(req("buy", "1", "limit", "50"), "c3")
+        with pytest.raises(VenueRejected, match="duplicate"):  # live in the book the other adapter wrote
+            first.create_order(req("buy", "1"), "c3")
+        assert first.fetch_order_by_client_id("BTC/USDT", "c3").exchange_order_id == resting.exchange_order_id
+
+
+def test_a_refused_order_leaves_the_book_and_the_durability_setting_as_they_were(engine):
+    with use_database(engine.db):
+        paper = venue(engine)
+        paper.create_order(req("buy", "1"), "c1")
+        text, updated = book_row(engine)
+        with pytest.raises(VenueRejected):
+            paper.create_order(req("buy", "1"), "c1")
+        with pytest.raises(VenueRejected):
+            paper.create_order(req("buy", "1000"), "c2")
+        assert book_row(engine) == (text, updated)
+        assert {b.asset: b.free for b in paper.fetch_balance()}["BTC"] == 1  # the cached book was not kept
+        if engine.db.__class__.__name__.startswith("Sqlite"):
+            assert engine.db.execute_sql("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+
+
+def test_sqlite_relaxes_synchronous_only_for_the_book_s_own_commit(sqlite_engine):
+    seen = []
+
+    class Spy(paper_exchange.make_feed("fixed:100").__class__):
+        def price(self, symbol, state):
+            seen.append(sqlite_engine.db.execute_sql("PRAGMA synchronous").fetchone()[0])
+            return super().price(symbol, state)
+
+    with use_database(sqlite_engine.db):
+        paper = PaperExchange(AdapterConfig(account="acct", venue="paper", settings={}), feed=Spy(default=Decimal(100)))
+        paper.create_order(req("buy", "1"), "c1")
+        assert seen and set(seen) == {1}  # NORMAL inside the book's transaction
+        assert sqlite_engine.db.execute_sql("PRAGMA synchronous").fetchone()[0] == 2
+        with sqlite_engine.db.atomic():  # inside a caller's transaction: just part of it, nothing relaxed
+            paper.create_order(req("buy", "1"), "c2")
+        assert seen[-1] == 2
+        assert archived_keys()[-1] == "account:acct/order/" + paper.store.peek()["nonce"] + "-2"

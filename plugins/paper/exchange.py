@@ -30,7 +30,9 @@ lists the client order ids that reached `create_order`.
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
+import operator
 import secrets
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
@@ -70,6 +72,11 @@ SETTINGS = (
 )
 
 CTX = decimal.Context(prec=60)
+_AVERAGE = CTX.copy()  # `_venue_order`'s division, in CTX's terms without entering a local context
+_ZERO = Decimal(0)
+_BUFFER = Decimal("1.02")
+_DEFAULT_STEP = Decimal("0.00000001")
+_seq = operator.itemgetter("seq")
 #: Trades `fetch_my_trades` returns (the newest). Closed orders kept: `KEEP_ARCHIVED_ORDERS`, from `state`.
 KEEP_TRADES = 300
 __all__ = ["CAP_STOP_ORDERS", "KEEP_ARCHIVED_ORDERS", "KEEP_TRADES", "SETTINGS", "PaperExchange"]
@@ -78,6 +85,76 @@ STEPS = {"BTC": ("0.00001", "0.01"), "ETH": ("0.0001", "0.01"), "SOL": ("0.001",
 
 def _d(value: Any) -> Decimal:
     return Decimal(str(value))
+
+
+#: plain() of the few Decimals converted on every fill (fee rates, amount steps), by value.
+_TEXTS: dict[Decimal, str] = {}
+
+
+def _text(value: Decimal) -> str:
+    """plain(*value*), remembered: only for values drawn from a small set (fee rates, amount steps)."""
+    text = _TEXTS.get(value)
+    if text is None:
+        if len(_TEXTS) > 256:
+            _TEXTS.clear()
+        text = _TEXTS[value] = plain(value)
+    return text
+
+
+# -- VenueOrder / Fill without their validation: the venue builds them from its own book, whose values
+# are valid by construction (positive prices and quantities, fees >= 0, filled <= quantity, enum members).
+# Filling the instance's __dict__ gives the object the constructor gives (tests compare both); only
+# done while the classes have exactly the fields below and no slots, else the constructors are used.
+_FILL_FIELDS = ("trade_id", "symbol", "side", "price", "quantity", "timestamp", "exchange_order_id",
+                "client_order_id", "fee", "fee_currency", "fee_rate", "taker")
+_ORDER_FIELDS = ("client_order_id", "exchange_order_id", "symbol", "side", "type", "quantity", "status", "price",
+                 "filled", "average_price", "fee", "fee_currency", "exchange_status", "fills", "timestamp")
+
+
+def _fillable(cls: type, names: tuple[str, ...]) -> bool:
+    """True if an instance of dataclass *cls* is fully made by setting *names* in its __dict__."""
+    if not dataclasses.is_dataclass(cls) or "__slots__" in cls.__dict__:
+        return False
+    fields = dataclasses.fields(cls)
+    return tuple(f.name for f in fields) == names and all(f.init for f in fields) and not any(
+        isinstance(value, dataclasses.InitVar) for value in getattr(cls, "__annotations__", {}).values())
+
+
+#: Build VenueOrder / Fill by filling their __dict__ (False: through their constructors).
+DIRECT_BUILD = _fillable(Fill, _FILL_FIELDS) and _fillable(VenueOrder, _ORDER_FIELDS)
+_new = object.__new__
+_SIDES = {member._value_: member for member in Side}
+_TYPES = {member._value_: member for member in OrderType}
+_STATUSES = {member._value_: member for member in OrderStatus}
+
+
+#: symbol -> symbol.split("/") (base, quote), for the symbols seen (bounded by the markets offered)
+_PAIRS: dict[str, tuple[str, ...]] = {}
+
+
+def _pair(symbol: str) -> tuple[str, ...]:
+    if len(_PAIRS) > 4096:
+        _PAIRS.clear()
+    parts = _PAIRS[symbol] = tuple(symbol.split("/"))
+    return parts
+
+
+_STATUS_WORDS = {status: status.lower() for status in _STATUSES}
+
+
+def _plain(value: Decimal) -> str:
+    """`plain` (the book's canonical text of a Decimal: no exponent, no trailing zeros) with fewer calls:
+    the hot path converts a dozen amounts per order."""
+    text = format(value, "f")
+    if text[-1] == "0" and "." in text:
+        text = text.rstrip("0")
+        if text[-1] == ".":
+            text = text[:-1]
+    return "0" if text == "-0" else text
+
+
+def _duplicate(client_order_id: str) -> VenueRejected:
+    return VenueRejected(f"duplicate client order id {client_order_id}", code="duplicate_client_order_id")
 
 
 def _trade_number(trade: Mapping[str, Any]) -> int:
@@ -201,68 +278,98 @@ class PaperExchange:
 
     def _match(self, book: dict[str, Any]) -> None:
         with decimal.localcontext(CTX):
-            for order in sorted(book["orders"].values(), key=lambda o: o["seq"]):
-                if order["status"] not in LIVE:
-                    continue
-                price = self._price(book, order["symbol"])
-                buy = order["side"] == "buy"
-                if order.get("stop") and not order.get("triggered"):
-                    stop = _d(order["stop"])
-                    if (buy and price >= stop) or (not buy and price <= stop):
-                        order["triggered"] = True
-                    else:
-                        continue
-                if order["type"] == "market":
-                    fill_price = price * (1 + self.slippage) if buy else price * (1 - self.slippage)
-                    self._fill(book, order, fill_price, taker=True)
+            self._match_in_context(book)
+
+    def _match_in_context(self, book: dict[str, Any]) -> None:
+        """`_match`, in CTX already (`create_order`)."""
+        orders = book["orders"]
+        if not orders:
+            return
+        prices, feed = book["prices"], book["feed"]
+        # nothing adds or removes orders during a pass: the dict itself is iterated when it holds one
+        for order in sorted(orders.values(), key=_seq) if len(orders) > 1 else orders.values():
+            if order["status"] not in LIVE:
+                continue
+            symbol = order["symbol"]
+            price = Decimal(prices[symbol]) if symbol in prices else self.feed.price(symbol, feed)
+            buy = order["side"] == "buy"
+            stop = order["stop"] if "stop" in order else None
+            if stop and not order.get("triggered"):
+                stop = Decimal(stop)
+                if (buy and price >= stop) or (not buy and price <= stop):
+                    order["triggered"] = True
                 else:
-                    limit = _d(order["price"])
-                    if (buy and price <= limit) or (not buy and price >= limit):
-                        self._fill(book, order, limit, taker=order.get("crossing", False))
-                order["crossing"] = False
+                    continue
+            if order["type"] == "market":
+                fill_price = price * (1 + self.slippage) if buy else price * (1 - self.slippage)
+                self._fill(book, order, fill_price, taker=True)
+            else:
+                limit = Decimal(order["price"])
+                if (buy and price <= limit) or (not buy and price >= limit):
+                    self._fill(book, order, limit, taker=order.get("crossing", False))
+            order["crossing"] = False
 
     def _fill(self, book: dict[str, Any], order: dict[str, Any], price: Decimal, *, taker: bool) -> None:
-        base, quote = order["symbol"].split("/")
-        remaining = _d(order["quantity"]) - _d(order["filled"])
-        step = _d(order.get("step", "0.00000001"))
+        # Each stored amount is read once and each new one written once (plain text): the same
+        # operations, in the same order and context, as adjusting the stored strings step by step.
+        symbol, side = order["symbol"], order["side"]
+        base, quote = _PAIRS[symbol] if symbol in _PAIRS else _pair(symbol)
+        balances = book["balances"]
+        quantity = Decimal(order["quantity"])
+        filled = Decimal(order["filled"])
+        remaining = quantity - filled
+        step = Decimal(order["step"]) if "step" in order else _DEFAULT_STEP
         most = (self.liquidity / price // step) * step
         qty = min(remaining, most) if most > 0 else remaining
-        if order["reduce_only"] and order["side"] == "sell":
-            qty = min(qty, _d(self._balance(book, base)["free"]))
+        if order["reduce_only"] and side == "sell":
+            qty = min(qty, Decimal((balances[base] if base in balances else self._balance(book, base))["free"]))
             if qty <= 0:
                 self._close(book, order, "CANCELED", "reduce-only: nothing left to reduce")
                 return
         rate = self.taker_fee if taker else self.maker_fee
         notional = qty * price
         fee = notional * rate
-        if order["side"] == "buy":
-            lock_per_unit = _d(order["lock"]) / remaining if remaining else Decimal(0)
+        if side == "buy":
+            lock = Decimal(order["lock"])
+            lock_per_unit = lock / remaining if remaining else _ZERO
             release = lock_per_unit * qty
-            if _d(self._balance(book, quote)["free"]) + release < notional + fee:
+            cash = (balances[quote] if quote in balances else self._balance(book, quote))
+            free = Decimal(cash["free"])
+            if free + release < notional + fee:
                 self._close(book, order, "CANCELED", "insufficient balance for the rest of the order")
                 return
-            self._adjust(book, quote, free=release - notional - fee, used=-release)
-            order["lock"] = plain(_d(order["lock"]) - release)
-            self._adjust(book, base, free=qty)
+            cash["free"] = _plain(free + (release - notional - fee))
+            cash["used"] = _plain(Decimal(cash["used"]) + -release)
+            lock = lock - release
+            order["lock"] = _plain(lock) if lock else "0"
+            asset = (balances[base] if base in balances else self._balance(book, base))
+            asset["free"] = _plain(Decimal(asset["free"]) + qty)
         else:
+            asset = (balances[base] if base in balances else self._balance(book, base))
             if order["reduce_only"]:
-                self._adjust(book, base, free=-qty)
+                asset["free"] = _plain(Decimal(asset["free"]) + -qty)
             else:
-                self._adjust(book, base, used=-qty)
-            self._adjust(book, quote, free=notional - fee)
-        trade_id = f"P{book['nonce']}-{book['next_trade']}"
-        book["next_trade"] += 1
-        trade = {"trade_id": trade_id, "order_id": order["id"], "client_order_id": order["client_order_id"],
-                 "symbol": order["symbol"], "side": order["side"], "price": plain(price), "quantity": plain(qty),
-                 "fee": plain(fee), "fee_currency": quote, "fee_rate": plain(rate), "taker": taker,
-                 "timestamp": isoformat(utcnow())}
-        order["fills"].append(trade)
-        order["filled"] = plain(_d(order["filled"]) + qty)
-        order["cost"] = plain(_d(order["cost"]) + notional)
-        order["fee"] = plain(_d(order["fee"]) + fee)
-        order["status"] = "FILLED" if _d(order["filled"]) >= _d(order["quantity"]) else "PARTIALLY_FILLED"
-        if order["status"] == "FILLED" and order["side"] == "buy" and _d(order["lock"]) > 0:
-            self._adjust(book, quote, free=_d(order["lock"]), used=-_d(order["lock"]))
+                asset["used"] = _plain(Decimal(asset["used"]) + -qty)
+            cash = (balances[quote] if quote in balances else self._balance(book, quote))
+            cash["free"] = _plain(Decimal(cash["free"]) + (notional - fee))
+        number = book["next_trade"]
+        book["next_trade"] = number + 1
+        first = not filled  # the order's first fill: its totals are this fill's figures
+        qty_text = order["quantity"] if first and qty == quantity else _plain(qty)
+        fee_text = _plain(fee)
+        order["fills"].append({
+            "trade_id": f"P{book['nonce']}-{number}", "order_id": order["id"],
+            "client_order_id": order["client_order_id"], "symbol": symbol, "side": side, "price": _plain(price),
+            "quantity": qty_text, "fee": fee_text, "fee_currency": quote,
+            "fee_rate": _TEXTS[rate] if rate in _TEXTS else _text(rate), "taker": taker, "timestamp": isoformat(utcnow())})
+        filled = filled + qty
+        order["filled"] = qty_text if first else _plain(filled)
+        order["cost"] = _plain(notional) if first and order["cost"] == "0" else _plain(Decimal(order["cost"]) + notional)
+        order["fee"] = fee_text if first and order["fee"] == "0" else _plain(Decimal(order["fee"]) + fee)
+        order["status"] = status = "FILLED" if filled >= quantity else "PARTIALLY_FILLED"
+        if status == "FILLED" and side == "buy" and lock > 0:
+            cash["free"] = _plain(Decimal(cash["free"]) + lock)
+            cash["used"] = _plain(Decimal(cash["used"]) + -lock)
             order["lock"] = "0"
 
     def _close(self, book: dict[str, Any], order: dict[str, Any], status: str, note: str = "") -> None:
@@ -293,11 +400,14 @@ class PaperExchange:
         return self._markets
 
     def fetch_ticker(self, symbol: str) -> Ticker:
-        self._fail("before")
-        self._known(symbol)
+        if self._failures:
+            self._fail("before")
+        market = (self._markets or self.load_markets()).get(symbol)
+        if market is None:
+            raise VenueRejected(f"unknown symbol {symbol}", code="invalid_symbol")
         book = self.store.read()
-        if book is not None and symbol in book["prices"] and not any(
-                o["status"] in LIVE for o in book["orders"].values()):
+        if book is not None and symbol in book["prices"] and (not book["orders"] or not any(
+                o["status"] in LIVE for o in book["orders"].values())):
             last = _d(book["prices"][symbol])  # a fixed price and nothing to match: the pass would change nothing
         else:
             with self.store.book() as book:
@@ -305,7 +415,7 @@ class PaperExchange:
                     self.feed.advance(symbol, book["feed"])
                 self._match(book)
                 last = self._price(book, symbol)
-        step = self.load_markets()[symbol].price_step or Decimal("0.01")
+        step = market.price_step or Decimal("0.01")
         return Ticker(symbol, bid=last - step, ask=last + step, last=last, timestamp=utcnow())
 
     def fetch_balance(self) -> Sequence[Balance]:
@@ -324,68 +434,125 @@ class PaperExchange:
             raise VenueRejected(f"unknown symbol {symbol}", code="invalid_symbol")
 
     def create_order(self, request: OrderRequest, client_order_id: str) -> VenueOrder:
-        self._fail("create")
-        self._known(request.symbol)
+        if self._failures:
+            self._fail("create")
+        symbol = request.symbol
+        market = (self._markets or self.load_markets()).get(symbol)
+        if market is None:
+            raise VenueRejected(f"unknown symbol {symbol}", code="invalid_symbol")
         if request.leverage != 1 or request.market is not MarketKind.SPOT:
             raise VenueRejected("the paper venue is spot only (leverage 1)", code="unsupported")
-        market = self.load_markets()[request.symbol]
-        with decimal.localcontext(CTX), self.store.book() as book:
-            if any(o["client_order_id"] == client_order_id for o in book["orders"].values()) \
-                    or self.store.closed_order_id(client_order_id) is not None:
-                raise VenueRejected(f"duplicate client order id {client_order_id}", code="duplicate_client_order_id")
-            price = self._price(book, request.symbol)
-            base, quote = request.symbol.split("/")
+        block = self.store.book(client_order_id)
+        with decimal.localcontext(CTX), block as book:
+            orders = book["orders"]
+            for live in orders.values():
+                if live["client_order_id"] == client_order_id:
+                    raise _duplicate(client_order_id)
+            if block.closed_order_id(client_order_id) is not None:
+                raise _duplicate(client_order_id)
+            prices = book["prices"]
+            price = Decimal(prices[symbol]) if symbol in prices else self.feed.price(symbol, book["feed"])
+            base, quote = _PAIRS[symbol] if symbol in _PAIRS else _pair(symbol)
+            balances = book["balances"]
             buy = request.side is Side.BUY
+            limit = request.type is OrderType.LIMIT
+            quantity = request.quantity
             stop = request.stop_loss if request.type is OrderType.MARKET and request.stop_loss is not None else None
-            lock = Decimal(0)
+            step = market.amount_step or _DEFAULT_STEP
+            lock = _ZERO
             if buy:
-                ref = request.price if request.type is OrderType.LIMIT else max(price, stop or price) * (1 + self.slippage) * Decimal("1.02")
-                lock = request.quantity * ref * (1 + max(self.taker_fee, self.maker_fee))
-                free = _d(self._balance(book, quote)["free"])
+                ref = request.price if limit else max(price, stop or price) * (1 + self.slippage) * _BUFFER
+                lock = quantity * ref * (1 + max(self.taker_fee, self.maker_fee))
+                cash = (balances[quote] if quote in balances else self._balance(book, quote))
+                free = Decimal(cash["free"])
                 if free < lock:
                     raise VenueRejected(f"insufficient balance: {plain(free)} {quote} free, "
                                         f"{plain(lock.quantize(Decimal('0.01')))} needed", code="insufficient_funds")
-                self._adjust(book, quote, free=-lock, used=lock)
+                cash["free"] = _plain(free + -lock)
+                cash["used"] = _plain(Decimal(cash["used"]) + lock)
             elif not request.reduce_only:
-                free = _d(self._balance(book, base)["free"])
-                if free < request.quantity:
+                asset = (balances[base] if base in balances else self._balance(book, base))
+                free = Decimal(asset["free"])
+                if free < quantity:
                     raise VenueRejected(f"insufficient balance: {plain(free)} {base} free, "
-                                        f"{plain(request.quantity)} needed", code="insufficient_funds")
-                self._adjust(book, base, free=-request.quantity, used=request.quantity)
+                                        f"{plain(quantity)} needed", code="insufficient_funds")
+                asset["free"] = _plain(free + -quantity)
+                asset["used"] = _plain(Decimal(asset["used"]) + quantity)
             seq = book["next_order"]
-            book["next_order"] += 1
+            book["next_order"] = seq + 1
             order_id = f"{book['nonce']}-{seq}"
-            crossing = request.type is OrderType.LIMIT and ((buy and price <= request.price) or (not buy and price >= request.price))
-            order = {"id": order_id, "seq": seq, "client_order_id": client_order_id, "symbol": request.symbol,
-                     "side": request.side.value, "type": request.type.value,
-                     "price": plain(request.price) if request.price is not None else None,
-                     "stop": plain(stop) if stop is not None else None, "quantity": plain(request.quantity),
-                     "filled": "0", "cost": "0", "fee": "0", "lock": plain(lock), "status": "OPEN",
+            crossing = limit and ((buy and price <= request.price) or (not buy and price >= request.price))
+            order = {"id": order_id, "seq": seq, "client_order_id": client_order_id, "symbol": symbol,
+                     "side": request.side._value_, "type": request.type._value_,
+                     "price": _plain(request.price) if request.price is not None else None,
+                     "stop": _plain(stop) if stop is not None else None, "quantity": _plain(quantity),
+                     "filled": "0", "cost": "0", "fee": "0", "lock": _plain(lock) if buy else "0", "status": "OPEN",
                      "reduce_only": request.reduce_only, "crossing": crossing, "fills": [],
-                     "step": plain(market.amount_step or Decimal("0.00000001")), "created": isoformat(utcnow())}
-            book["orders"][order_id] = order
+                     "step": _TEXTS[step] if step in _TEXTS else _text(step), "created": isoformat(utcnow())}
+            orders[order_id] = order
             self.sent.append(client_order_id)
-            self._match(book)
+            self._match_in_context(book)
             result = self._venue_order(order)
-        self._fail("after_send")
+        if self._failures:
+            self._fail("after_send")
         return result
 
     def _venue_order(self, order: dict[str, Any]) -> VenueOrder:
-        filled = _d(order["filled"])
+        if not DIRECT_BUILD:
+            return self._venue_order_constructed(order)
+        # anything the constructors would refuse (or convert differently) goes through them
+        try:
+            order_id, client_order_id = order["id"], order["client_order_id"]
+            fills: tuple[Fill, ...] | list[Fill] = ()
+            if order["fills"]:
+                fills = []
+                for t in order["fills"]:
+                    price, quantity, fee = Decimal(t["price"]), Decimal(t["quantity"]), Decimal(t["fee"])
+                    if not (price > 0 and quantity > 0 and fee >= 0):
+                        return self._venue_order_constructed(order)
+                    fill = _new(Fill)
+                    fill.__dict__.update(
+                        trade_id=t["trade_id"], symbol=t["symbol"], side=_SIDES[t["side"]], price=price,
+                        quantity=quantity, timestamp=parse_iso(t["timestamp"]), exchange_order_id=order_id,
+                        client_order_id=client_order_id, fee=fee, fee_currency=t["fee_currency"],
+                        fee_rate=Decimal(t["fee_rate"]), taker=t["taker"])
+                    fills.append(fill)
+                fills = tuple(fills)
+            quantity, filled = Decimal(order["quantity"]), Decimal(order["filled"])
+            if not (0 <= filled <= quantity):
+                return self._venue_order_constructed(order)
+            symbol, status = order["symbol"], order["status"]
+            result = _new(VenueOrder)
+            result.__dict__.update(
+                client_order_id=client_order_id, exchange_order_id=order_id, symbol=symbol,
+                side=_SIDES[order["side"]], type=_TYPES[order["type"]], quantity=quantity,
+                status=_STATUSES[status], price=Decimal(order["price"]) if order["price"] else None, filled=filled,
+                average_price=_AVERAGE.divide(Decimal(order["cost"]), filled) if filled else None,
+                fee=Decimal(order["fee"]), fee_currency=(_PAIRS[symbol] if symbol in _PAIRS else _pair(symbol))[1],
+                exchange_status=(order["note"] if "note" in order else None) or _STATUS_WORDS[status], fills=fills,
+                timestamp=parse_iso(order["created"]))
+        except KeyError:
+            return self._venue_order_constructed(order)
+        return result
+
+    def _venue_order_constructed(self, order: dict[str, Any]) -> VenueOrder:
+        """`_venue_order` through the VenueOrder and Fill constructors (validated)."""
+        order_id, client_order_id = order["id"], order["client_order_id"]
         fills = tuple(
-            Fill(trade_id=t["trade_id"], symbol=t["symbol"], side=Side(t["side"]), price=_d(t["price"]),
-                 quantity=_d(t["quantity"]), timestamp=parse_iso(t["timestamp"]), exchange_order_id=order["id"],
-                 client_order_id=order["client_order_id"], fee=_d(t["fee"]), fee_currency=t["fee_currency"],
-                 fee_rate=_d(t["fee_rate"]), taker=t["taker"])
+            Fill(trade_id=t["trade_id"], symbol=t["symbol"], side=t["side"], price=Decimal(t["price"]),
+                 quantity=Decimal(t["quantity"]), timestamp=parse_iso(t["timestamp"]), exchange_order_id=order_id,
+                 client_order_id=client_order_id, fee=Decimal(t["fee"]), fee_currency=t["fee_currency"],
+                 fee_rate=Decimal(t["fee_rate"]), taker=t["taker"])
             for t in order["fills"])
-        with decimal.localcontext(CTX):
-            average = (_d(order["cost"]) / filled) if filled else None
+        filled = Decimal(order["filled"])
+        symbol, status = order["symbol"], order["status"]
         return VenueOrder(
-            client_order_id=order["client_order_id"], exchange_order_id=order["id"], symbol=order["symbol"],
-            side=Side(order["side"]), type=OrderType(order["type"]), quantity=_d(order["quantity"]),
-            status=OrderStatus(order["status"]), price=_d(order["price"]) if order["price"] else None, filled=filled,
-            average_price=average, fee=_d(order["fee"]), fee_currency=order["symbol"].split("/")[1],
-            exchange_status=order.get("note") or order["status"].lower(), fills=fills,
+            client_order_id=client_order_id, exchange_order_id=order_id, symbol=symbol,
+            side=order["side"], type=order["type"], quantity=Decimal(order["quantity"]),
+            status=status, price=Decimal(order["price"]) if order["price"] else None, filled=filled,
+            average_price=_AVERAGE.divide(Decimal(order["cost"]), filled) if filled else None,
+            fee=Decimal(order["fee"]), fee_currency=symbol.split("/")[1],
+            exchange_status=order.get("note") or status.lower(), fills=fills,
             timestamp=parse_iso(order["created"]))
 
     def cancel_order(self, symbol: str, exchange_order_id: str | None, client_order_id: str | None) -> VenueOrder:

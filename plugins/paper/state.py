@@ -27,7 +27,15 @@ Speed (the order hot path passes through here two or three times per order):
 - the book row stays small whatever the number of orders placed: the cost
   of an order does not grow with the history kept; an order that closes
   costs one small INSERT (and every `PRUNE_EVERY` orders, one SELECT and
-  one DELETE);
+  one DELETE). On SQLite and PostgreSQL, when a block closes one order
+  (an order filling on arrival), its two archive rows and the book row's
+  update are one statement (``INSERT … ON CONFLICT (plugin, key) DO
+  UPDATE``: the archive keys are new, the book's key exists);
+- `create_order` opens its block with ``book(client_order_id)``: on SQLite,
+  whose write transaction holds the lock from BEGIN, the client-id row comes
+  with the book row in one SELECT; on PostgreSQL it is read after the row
+  lock (a statement that waited for the lock would not see the rows the
+  other transaction committed);
 - a pass that changed nothing (the book encodes to the text it was read
   from) writes nothing;
 - the parsed book is kept in memory with the exact text it was read from or
@@ -51,14 +59,20 @@ Speed (the order hot path passes through here two or three times per order):
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-from typing import Any, Callable, Iterator
+import operator
+import sys
+from typing import Any, Callable
 
 import peewee
 
-from tradeguard.clock import utcnow
+try:
+    import _json as _json_c
+except ImportError:  # pragma: no cover - CPython always has it
+    _json_c = None  # type: ignore[assignment]
+
+from tradeguard.clock import isoformat, utcnow
 from tradeguard.storage import SQLITE_PRAGMAS, backend_of, database, write_transaction
 from tradeguard.storage.fields import _default
 from tradeguard.storage.models import PluginState
@@ -70,14 +84,19 @@ KEEP_ARCHIVED_ORDERS = 1000
 PRUNE_EVERY = 100
 #: Parsed archive rows kept in memory per store (row id -> order).
 _PARSED_LIMIT = 2 * KEEP_ARCHIVED_ORDERS
+_seq = operator.itemgetter("seq")
 
 # Pre-built SQL; {p} is the driver's placeholder, {key} the quoted ``key`` column (a reserved word in MySQL),
 # {bytewise} a collation comparing bytes where the database's default may not (PostgreSQL under a linguistic
 # collation such as glibc's en_US may ignore the '/' of a key prefix), so a prefix is a key range.
 _SELECT = "SELECT id, value FROM plugin_state WHERE plugin = {p} AND {key} = {p}"
+_SELECT_TWO = "SELECT id, {key}, value FROM plugin_state WHERE plugin = {p} AND {key} IN ({p}, {p})"
 _UPDATE = "UPDATE plugin_state SET value = {p}, updated_at = {p} WHERE id = {p}"
 _INSERT = "INSERT INTO plugin_state (plugin, {key}, value, updated_at) VALUES "
 _INSERT_ROW = "({p}, {p}, {p}, {p})"
+# SQLite and PostgreSQL: a closed order's two archive rows and the book row's update in one statement
+_UPSERT = (_INSERT + ", ".join([_INSERT_ROW] * 3)
+           + " ON CONFLICT (plugin, {key}) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
 _RANGE = "plugin = {p} AND {key}{bytewise} >= {p} AND {key}{bytewise} < {p}"
 _NEWEST = "SELECT id, {key} FROM plugin_state WHERE " + _RANGE + " ORDER BY id DESC LIMIT {p} OFFSET {p}"
 _ROWS = "SELECT id, {key}, value FROM plugin_state WHERE id IN ({ids})"
@@ -96,31 +115,68 @@ def sql(db: peewee.Database, template: str, count: int = 0) -> str:
     return _sql(template, backend_of(db), db.param, db.quote, count)
 
 
+_encode_string = json.encoder.encode_basestring  # json.dumps(str, ensure_ascii=False)
+_DUMPS = json.JSONEncoder(separators=(",", ":"), default=_default, ensure_ascii=False).encode
+# The C encoder json.dumps builds on every call, built once (no circular-reference check: books are trees).
+_ENCODER = (_json_c.make_encoder(None, _default, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+            if _json_c is not None else None)
+
+
 def encode(value: Any) -> str:
     """The stored text of a book or an archived order (compact JSON, Decimals as exact strings)."""
-    return json.dumps(value, separators=(",", ":"), default=_default, ensure_ascii=False)
+    if _ENCODER is None or type(value) is not dict:
+        return _DUMPS(value)
+    return "".join(_ENCODER(value, 0))
 
 
-@contextlib.contextmanager
-def relaxed_transaction(db: peewee.Database) -> Iterator[str]:
+#: Sets SQLite's ``synchronous`` back to the configured level after a relaxed commit.
+_RESTORE_SYNCHRONOUS = f"PRAGMA synchronous = {SQLITE_PRAGMAS['synchronous'].upper()}"
+
+
+class relaxed_transaction:
     """A write transaction whose own commit is not fsync'd (durable with the next durable commit);
-    inside an enclosing transaction, just part of it. Yields SQL to run first in the transaction
-    (PostgreSQL's ``SET LOCAL``, sent in the same round trip as the first statement), or ''."""
-    if db.in_transaction():
-        with write_transaction(db):
-            yield ""
-        return
-    backend = backend_of(db)
-    if backend == "sqlite":
-        db.execute_sql("PRAGMA synchronous = NORMAL")
+    inside an enclosing transaction, just part of it. Entering it gives SQL to run first in the
+    transaction (PostgreSQL's ``SET LOCAL``, sent in the same round trip as the first statement), or ''.
+
+    SQLite: ``synchronous`` is NORMAL for the commit and set back to the configured level (FULL) right
+    after it, whatever the outcome. A class rather than nested generator context managers: `BookStore.book`
+    enters it on the order hot path."""
+
+    __slots__ = ("db", "backend", "tx", "restore")
+
+    def __init__(self, db: peewee.Database, backend: str | None = None):
+        self.db = db
+        self.backend = backend or backend_of(db)
+        self.restore = ""
+
+    def __enter__(self) -> str:
+        db = self.db
+        if db.in_transaction():
+            self.tx = write_transaction(db)
+            self.tx.__enter__()
+            return ""
+        if self.backend == "sqlite":
+            restore = _RESTORE_SYNCHRONOUS
+            db.execute_sql("PRAGMA synchronous = NORMAL")
+            try:
+                # what write_transaction opens outside a transaction (BEGIN IMMEDIATE), without its layers
+                tx = db.transaction(lock_type="IMMEDIATE")
+                tx.__enter__()
+            except BaseException:
+                db.execute_sql(restore)
+                raise
+            self.tx, self.restore = tx, restore
+            return ""
+        self.tx = write_transaction(self.db)
+        self.tx.__enter__()
+        return "SET LOCAL synchronous_commit TO OFF; " if self.backend == "postgres" else ""
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            with write_transaction(db):
-                yield ""
+            self.tx.__exit__(exc_type, exc, tb)
         finally:
-            db.execute_sql(f"PRAGMA synchronous = {SQLITE_PRAGMAS['synchronous'].upper()}")
-        return
-    with write_transaction(db):
-        yield "SET LOCAL synchronous_commit TO OFF; " if backend == "postgres" else ""
+            if self.restore:
+                self.db.execute_sql(self.restore)
 
 
 def upgrade(book: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +186,145 @@ def upgrade(book: dict[str, Any]) -> dict[str, Any]:
     book.pop("recent", None)  # a client-id map kept in the book row during development: the rows replace it
     book.setdefault("archived", 0)
     return book
+
+
+class _Statements:
+    """The store's SQL for one database (built once per database)."""
+
+    __slots__ = ("db", "backend", "lock", "select", "select_lock", "select_two", "update", "upsert", "stamp")
+
+    def __init__(self, db: peewee.Database):
+        self.db = db
+        self.backend = backend_of(db)
+        self.lock = self.backend != "sqlite"  # SQLite: the write transaction already holds the lock
+        self.select = sql(db, _SELECT)
+        self.select_lock = self.select + (" FOR UPDATE" if self.lock else "")
+        self.select_two = sql(db, _SELECT_TWO)
+        self.update = sql(db, _UPDATE)
+        self.upsert = sql(db, _UPSERT) if self.backend in ("sqlite", "postgres") else None
+        # ``updated_at`` as the column stores it: on SQLite the clock's ISO text (checked against the field)
+        probe = utcnow()
+        field = PluginState.updated_at
+        self.stamp = (isoformat if self.backend == "sqlite" and field.db_value(probe) == isoformat(probe)
+                      else field.db_value)
+
+    def now(self) -> Any:
+        """Now, as ``plugin_state.updated_at`` stores it."""
+        return self.stamp(utcnow())
+
+
+class _Block:
+    """`BookStore.book`'s context manager (a class: the order hot path enters one per order)."""
+
+    __slots__ = ("store", "client_order_id", "db", "statements", "tx", "row_id", "text", "value", "prefetched")
+
+    def __init__(self, store: "BookStore", client_order_id: str | None):
+        self.store = store
+        self.client_order_id = client_order_id
+        self.prefetched: tuple[str, str | None] | None = None
+
+    def __enter__(self) -> dict[str, Any]:
+        store = self.store
+        db = database.obj
+        statements = store._statements
+        if statements is None or statements.db is not db:
+            statements = store._statements_for(db)
+        self.db, self.statements = db, statements
+        tx = self.tx = relaxed_transaction(db, statements.backend)
+        first = tx.__enter__()
+        try:
+            found = self._load(db, statements, first)
+            if found is None:
+                query = PluginState.insert(plugin=PLUGIN, key=store.key, value=store.initial(), updated_at=utcnow())
+                (query.on_conflict_ignore() if statements.lock else query).execute()
+                found = store._row(db, statements.lock)
+            row_id, text = found
+            cache = store._cache
+            if cache is not None and cache[0] is db and cache[1] == row_id and cache[2] == text:
+                value = cache[3]
+            else:
+                value = json.loads(text)
+            if "archived" not in value or "trades" in value or "recent" in value:
+                upgrade(value)
+            store._cache = None  # the block may change the book and then fail
+        except BaseException:
+            tx.__exit__(*sys.exc_info())
+            raise
+        self.row_id, self.text, self.value = row_id, text, value
+        return value
+
+    def _load(self, db: peewee.Database, statements: _Statements, first: str) -> tuple[int, str] | None:
+        """The book row; on SQLite (the write lock is held from BEGIN) the client-id row of
+        *client_order_id* in the same statement. Elsewhere that row is read after the book row's lock
+        (a statement that waited for the lock would not see rows committed meanwhile)."""
+        store, client = self.store, self.client_order_id
+        if client is None or statements.lock:
+            row = db.execute_sql(first + statements.select_lock, (PLUGIN, store.key)).fetchone()
+            return None if row is None else (row[0], row[1])
+        client_key = f"{store.key}/client/{client}"
+        found = None
+        closed = None
+        for row_id, key, text in db.execute_sql(statements.select_two, (PLUGIN, store.key, client_key)).fetchall():
+            if key == client_key:
+                closed = json.loads(text)
+            else:
+                found = (row_id, text)
+        self.prefetched = (client, closed)
+        return found
+
+    def closed_order_id(self, client_order_id: str) -> str | None:
+        """`BookStore.closed_order_id`, answered from the rows this block read if it read that one."""
+        prefetched = self.prefetched
+        if prefetched is not None and prefetched[0] == client_order_id:
+            return prefetched[1]
+        return self.store.closed_order_id(client_order_id)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        tx = self.tx
+        if exc_type is not None:
+            tx.__exit__(exc_type, exc, tb)
+            return
+        try:
+            after = self._save()
+        except BaseException:
+            tx.__exit__(*sys.exc_info())
+            raise
+        tx.__exit__(None, None, None)
+        self.store._cache = (self.db, self.row_id, after, self.value)
+
+    def _save(self) -> str:
+        """Archive the orders no longer live, write the book if it changed; the book's new text."""
+        db, statements, value, store = self.db, self.statements, self.value, self.store
+        orders = value["orders"]
+        closed = [order for order in orders.values() if order["status"] not in LIVE] if orders else None
+        if not closed:
+            after = "".join(_ENCODER(value, 0)) if _ENCODER is not None else encode(value)
+            if after != self.text:  # a read-only pass (nothing filled, price fixed) writes nothing
+                db.execute_sql(statements.update, (after, statements.now(), self.row_id))
+            return after
+        updated = statements.now()
+        if len(closed) > 1 or statements.upsert is None:
+            store._archive(db, value, closed, updated)
+            after = encode(value)
+            db.execute_sql(statements.update, (after, updated, self.row_id))
+            return after
+        # one order closed (an order that filled on arrival): its rows and the book's in one statement
+        [order] = closed
+        order_id, key = order["id"], store.key
+        del orders[order_id]
+        archived = value["archived"]
+        value["archived"] = archived + 1
+        if _ENCODER is not None:  # encode(), inlined
+            after, text = "".join(_ENCODER(value, 0)), "".join(_ENCODER(order, 0))
+        else:
+            after, text = encode(value), encode(order)
+        db.execute_sql(statements.upsert, (
+            PLUGIN, f"{key}/order/{order_id}", text, updated,
+            PLUGIN, f"{key}/client/{order['client_order_id']}", _encode_string(order_id), updated,
+            PLUGIN, key, after, updated))
+        if archived // PRUNE_EVERY != (archived + 1) // PRUNE_EVERY:
+            store._prune(db)
+        return after
 
 
 class BookStore:
@@ -143,6 +338,7 @@ class BookStore:
         # archive rows already parsed: row id -> (key, order), valid for database `_parsed_db`
         self._parsed: dict[int, tuple[str, dict[str, Any]]] = {}
         self._parsed_db: Any = None
+        self._statements: _Statements | None = None
 
     @property
     def prefix(self) -> str:
@@ -161,50 +357,36 @@ class BookStore:
         prefix = prefix or self.prefix
         return PLUGIN, prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)  # every key starting with the prefix
 
+    def _statements_for(self, db: peewee.Database) -> _Statements:
+        statements = self._statements
+        if statements is None or statements.db is not db:
+            statements = self._statements = _Statements(db)
+        return statements
+
     def _row(self, db: peewee.Database, lock: bool, first: str = "") -> tuple[int, str] | None:
-        statement = first + sql(db, _SELECT) + (" FOR UPDATE" if lock else "")
+        statements = self._statements_for(db)
+        statement = first + (statements.select_lock if lock and statements.lock else statements.select)
         row = db.execute_sql(statement, (PLUGIN, self.key)).fetchone()
         return None if row is None else (row[0], row[1])
 
-    @contextlib.contextmanager
-    def book(self) -> Iterator[dict[str, Any]]:
-        """The book, locked for the block; changes are saved when the block ends without error, and the
-        orders of ``book["orders"]`` that are no longer live move to the archive."""
-        db = database.obj
-        lock = backend_of(db) != "sqlite"  # SQLite: the write transaction already holds the lock
-        with relaxed_transaction(db) as first:
-            found = self._row(db, lock, first)
-            if found is None:
-                query = PluginState.insert(plugin=PLUGIN, key=self.key, value=self.initial(), updated_at=utcnow())
-                (query.on_conflict_ignore() if lock else query).execute()
-                found = self._row(db, lock)
-            row_id, text = found
-            cache = self._cache
-            if cache is not None and cache[0] is db and cache[1] == row_id and cache[2] == text:
-                value = cache[3]
-            else:
-                value = json.loads(text)
-            self._cache = None  # the block may change the book and then fail
-            upgrade(value)
-            yield value
-            closed = [order for order in value["orders"].values() if order.get("status") not in LIVE]
-            if closed:
-                self._archive(db, value, closed)
-            after = encode(value)
-            if after != text:  # a read-only pass (nothing filled, price fixed) writes nothing
-                updated = PluginState.updated_at.db_value(utcnow())
-                db.execute_sql(sql(db, _UPDATE), (after, updated, row_id))
-            self._cache = (db, row_id, after, value)
+    def book(self, client_order_id: str | None = None) -> _Block:
+        """The book, locked for the block (``with store.book() as book:``); changes are saved when the
+        block ends without error, and the orders of ``book["orders"]`` that are no longer live move to
+        the archive. *client_order_id*: the block's `closed_order_id` is asked about it (on SQLite the
+        row comes with the book's)."""
+        return _Block(self, client_order_id)
 
-    def _archive(self, db: peewee.Database, book: dict[str, Any], closed: list[dict[str, Any]]) -> None:
-        """Move *closed* orders out of *book* into archive rows, with their client-id rows (one INSERT)."""
+    def _archive(self, db: peewee.Database, book: dict[str, Any], closed: list[dict[str, Any]], updated: Any) -> None:
+        """Move *closed* orders out of *book* into archive rows, with their client-id rows (one INSERT);
+        *updated*: their ``updated_at``."""
         orders = book["orders"]
-        updated = PluginState.updated_at.db_value(utcnow())
         params: list[Any] = []
-        for order in sorted(closed, key=lambda o: o["seq"]):
-            del orders[order["id"]]
-            params += (PLUGIN, self.archive_key(order["id"]), encode(order), updated,
-                       PLUGIN, f"{self.client_prefix}{order['client_order_id']}", encode(order["id"]), updated)
+        key = self.key
+        for order in sorted(closed, key=_seq):
+            order_id = order["id"]
+            del orders[order_id]
+            params += (PLUGIN, f"{key}/order/{order_id}", encode(order), updated,
+                       PLUGIN, f"{key}/client/{order['client_order_id']}", _encode_string(order_id), updated)
         db.execute_sql(sql(db, _INSERT) + ", ".join([sql(db, _INSERT_ROW)] * (2 * len(closed))), params)
         before = book["archived"]
         book["archived"] = before + len(closed)
@@ -221,7 +403,7 @@ class BookStore:
     def closed_order_id(self, client_order_id: str) -> str | None:
         """The exchange order id of the archived order with *client_order_id* (None if none or pruned)."""
         db = database.obj
-        row = db.execute_sql(sql(db, _SELECT), (PLUGIN, f"{self.client_prefix}{client_order_id}")).fetchone()
+        row = db.execute_sql(self._statements_for(db).select, (PLUGIN, f"{self.key}/client/{client_order_id}")).fetchone()
         return None if row is None else json.loads(row[1])
 
     def _parsed_rows(self, db: peewee.Database) -> dict[int, tuple[str, dict[str, Any]]]:
@@ -236,7 +418,7 @@ class BookStore:
         """The archived order *exchange_order_id* (None if not archived or pruned). Never change it."""
         db = database.obj
         key = self.archive_key(exchange_order_id)
-        row = db.execute_sql(sql(db, _SELECT), (PLUGIN, key)).fetchone()
+        row = db.execute_sql(self._statements_for(db).select, (PLUGIN, key)).fetchone()
         if row is None:
             return None
         parsed = self._parsed_rows(db)

@@ -320,7 +320,7 @@ class PaperExchange:
         remaining = quantity - filled
         step = Decimal(order["step"]) if "step" in order else _DEFAULT_STEP
         most = (self.liquidity / price // step) * step
-        qty = min(remaining, most) if most > 0 else remaining
+        qty = (most if most < remaining else remaining) if most > 0 else remaining  # min(remaining, most)
         if order["reduce_only"] and side == "sell":
             qty = min(qty, Decimal((balances[base] if base in balances else self._balance(book, base))["free"]))
             if qty <= 0:
@@ -461,8 +461,10 @@ class PaperExchange:
             step = market.amount_step or _DEFAULT_STEP
             lock = _ZERO
             if buy:
-                ref = request.price if limit else max(price, stop or price) * (1 + self.slippage) * _BUFFER
-                lock = quantity * ref * (1 + max(self.taker_fee, self.maker_fee))
+                highest = stop if stop is not None and stop > price else price  # max(price, stop or price)
+                ref = request.price if limit else highest * (1 + self.slippage) * _BUFFER
+                taker_fee, maker_fee = self.taker_fee, self.maker_fee
+                lock = quantity * ref * (1 + (maker_fee if maker_fee > taker_fee else taker_fee))
                 cash = (balances[quote] if quote in balances else self._balance(book, quote))
                 free = Decimal(cash["free"])
                 if free < lock:
@@ -504,9 +506,10 @@ class PaperExchange:
         try:
             order_id, client_order_id = order["id"], order["client_order_id"]
             fills: tuple[Fill, ...] | list[Fill] = ()
-            if order["fills"]:
+            trades = order["fills"]
+            if trades:
                 fills = []
-                for t in order["fills"]:
+                for t in trades:
                     price, quantity, fee = Decimal(t["price"]), Decimal(t["quantity"]), Decimal(t["fee"])
                     if not (price > 0 and quantity > 0 and fee >= 0):
                         return self._venue_order_constructed(order)

@@ -208,9 +208,6 @@ class _Statements:
         self.stamp = (isoformat if self.backend == "sqlite" and field.db_value(probe) == isoformat(probe)
                       else field.db_value)
 
-    def now(self) -> Any:
-        """Now, as ``plugin_state.updated_at`` stores it."""
-        return self.stamp(utcnow())
 
 
 class _Block:
@@ -300,10 +297,10 @@ class _Block:
         if not closed:
             after = "".join(_ENCODER(value, 0)) if _ENCODER is not None else encode(value)
             if after != self.text:  # a read-only pass (nothing filled, price fixed) writes nothing
-                db.execute_sql(statements.update, (after, statements.now(), self.row_id))
+                db.execute_sql(statements.update, (after, statements.stamp(utcnow()), self.row_id))
             return after
-        updated = statements.now()
-        if len(closed) > 1 or statements.upsert is None:
+        updated = statements.stamp(utcnow())
+        if closed[1:] or statements.upsert is None:  # several orders closed, or no upsert (MySQL)
             store._archive(db, value, closed, updated)
             after = encode(value)
             db.execute_sql(statements.update, (after, updated, self.row_id))
